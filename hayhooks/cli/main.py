@@ -1,0 +1,139 @@
+"""The ``hayhooks`` command: ``run`` starts the server; the other commands are HTTP clients of one.
+
+Only typer is imported up front so that ``--help`` and the client commands start fast; the server
+(Haystack, FastAPI, uvicorn) is imported by ``run`` alone, the HTTP client by the commands that call.
+"""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hayhooks.cli import pipeline
+from hayhooks.cli.client import fail, request, server_url
+from hayhooks.cli.status import render_status
+
+app = typer.Typer(
+    name="hayhooks",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(pipeline.app, name="pipeline")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="URL of the server the client commands call; default: built from HAYHOOKS_HOST, "
+            "HAYHOOKS_PORT and HAYHOOKS_USE_HTTPS.",
+        ),
+    ] = None,
+) -> None:
+    """Serve Haystack pipelines as REST APIs, and deploy, run and inspect them from the command line."""
+    ctx.obj = server
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option("--host", "-h", help="Address to bind (HAYHOOKS_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", min=1, max=65535, help="Port to bind (HAYHOOKS_PORT).")
+    ] = None,
+    pipelines_dir: Annotated[
+        Path | None,
+        typer.Option("--pipelines-dir", "-d", help="Directory the pipelines are served from (HAYHOOKS_PIPELINES_DIR)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Worker processes (HAYHOOKS_WORKERS); default: WEB_CONCURRENCY, else one per CPU core.",
+        ),
+    ] = None,
+    root_path: Annotated[
+        str | None, typer.Option("--root-path", help="ASGI root path behind a proxy prefix (HAYHOOKS_ROOT_PATH).")
+    ] = None,
+    additional_python_path: Annotated[
+        str | None,
+        typer.Option(
+            "--additional-python-path",
+            help="Extra import paths for pipeline code, os.pathsep-separated (HAYHOOKS_ADDITIONAL_PYTHON_PATH).",
+        ),
+    ] = None,
+) -> None:
+    """Start the server in the foreground.
+
+    Each option given overrides its HAYHOOKS_* environment variable, also for the worker processes.
+    """
+    overrides = {
+        "HAYHOOKS_HOST": host,
+        "HAYHOOKS_PORT": port,
+        "HAYHOOKS_PIPELINES_DIR": pipelines_dir,
+        "HAYHOOKS_WORKERS": workers,
+        "HAYHOOKS_ROOT_PATH": root_path,
+        "HAYHOOKS_ADDITIONAL_PYTHON_PATH": additional_python_path,
+    }
+    for variable, value in overrides.items():
+        if value is not None:
+            os.environ[variable] = str(value)
+
+    from hayhooks.settings import get_settings
+
+    get_settings.cache_clear()
+
+    from hayhooks.server.serve import serve
+
+    serve()
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Show pipeline states and worker revisions.
+
+    One row per pipeline with its state and the revision each worker serves, whether the workers
+    agree, and the errors of pipelines that failed to load.
+    """
+    answer = request(ctx, "GET", "status", timeout=10.0)
+    if not isinstance(answer, dict):
+        fail(f"unexpected /status answer: {answer!r}")
+    typer.echo(render_status(server_url(ctx), answer))
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    path: Annotated[
+        Path,
+        typer.Argument(exists=True, metavar="PATH", help="A pipeline directory (deployed as files) or a .yml/.yaml pipeline file."),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Pipeline name; default: the directory's name or the file's stem."),
+    ] = None,
+    overwrite: pipeline.Overwrite = False,
+    wait: pipeline.Wait = True,
+) -> None:
+    """Deploy a pipeline directory or YAML file.
+
+    A directory is deployed like 'pipeline deploy-files', a .yml/.yaml file like 'pipeline deploy-yaml'.
+    """
+    if path.is_dir():
+        pipeline.deploy_files(ctx, path, name=name, overwrite=overwrite, skip_saving_files=False, wait=wait)
+    elif path.suffix.lower() in (".yml", ".yaml"):
+        pipeline.deploy_yaml(ctx, path, name=name, overwrite=overwrite, description=None, wait=wait)
+    else:
+        fail(f"{path} is neither a directory nor a .yml/.yaml file")
+
+
+def main() -> None:
+    """Entry point of the ``hayhooks`` script."""
+    app()

@@ -1,0 +1,185 @@
+"""``hayhooks pipeline ...``: deploy, undeploy and run pipelines on a running server."""
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from hayhooks.cli.client import fail, request
+
+app = typer.Typer(
+    help="Deploy, undeploy and run pipelines on a running hayhooks server.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", "-o", help="Replace the pipeline if one of that name already exists.")
+]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Return only once every worker serves the new revision (--no-wait: once the server accepted it).",
+    ),
+]
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; a file that is not UTF-8 text ends the command with an error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text; only text files can be deployed")
+
+
+def is_debris(name: str) -> bool:
+    """Whether a file or directory name is left-over noise, not pipeline source."""
+    return name == "__pycache__" or name.startswith(".") or name.endswith((".pyc", "~"))
+
+
+def collect_files(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` except debris, keyed by its ``/``-separated relative path."""
+    files: dict[str, str] = {}
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not is_debris(d))
+        for name in sorted(names):
+            if not is_debris(name):
+                path = Path(root, name)
+                files[path.relative_to(directory).as_posix()] = read_text(path)
+    return files
+
+
+def parse_params(params: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as a dict; a value that parses as JSON is used as such, else as a string."""
+    parsed: dict[str, Any] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {param!r}", param_hint="--param")
+        try:
+            parsed[key] = json.loads(value, parse_constant=_reject_constant)
+        except ValueError:
+            parsed[key] = value
+    return parsed
+
+
+def _reject_constant(constant: str) -> float:
+    """Keep ``NaN`` and ``Infinity`` as strings: they are not valid JSON to send."""
+    raise ValueError(constant)
+
+
+def confirm(message: str, answer: Any, everywhere: str) -> None:
+    """Print ``message``, with the revision and worker agreement the server reports when it does."""
+    if not isinstance(answer, dict):
+        typer.echo(message)
+        return
+    if answer.get("revision"):
+        message += f", revision {answer['revision']}"
+    workers = answer.get("workers")
+    count = f" {len(workers)}" if isinstance(workers, list) else f" {workers}" if isinstance(workers, int) else ""
+    if answer.get("converged") is True:
+        message += f", {everywhere} all{count} workers"
+    typer.echo(message)
+    if answer.get("converged") is False:
+        lagging = ", ".join(str(worker) for worker in answer.get("lagging") or [])
+        typer.echo(f"Warning: not every worker has caught up yet (lagging: {lagging or 'unknown'})", err=True)
+
+
+@app.command("deploy-files")
+def deploy_files(
+    ctx: typer.Context,
+    pipeline_dir: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            file_okay=False,
+            metavar="DIR",
+            help="Directory with the pipeline's files (pipeline_wrapper.py and its helpers).",
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Pipeline name; default: the directory's name.")
+    ] = None,
+    overwrite: Overwrite = False,
+    skip_saving_files: Annotated[
+        bool,
+        typer.Option("--skip-saving-files", "-s", help="Ask the server not to save the files on its disk."),
+    ] = False,
+    wait: Wait = True,
+) -> None:
+    """Deploy a pipeline from the files of a directory.
+
+    Every file under DIR is sent, except __pycache__, *.pyc, dotfiles and *~ backups.
+    """
+    name = name or pipeline_dir.resolve().name
+    files = collect_files(pipeline_dir)
+    if not files:
+        fail(f"no files to deploy in {pipeline_dir}")
+    payload = {
+        "name": name,
+        "files": files,
+        "overwrite": overwrite,
+        "save_files": not skip_saving_files,
+        "wait": wait,
+    }
+    confirm(f"Pipeline '{name}' deployed", request(ctx, "POST", "deploy_files", payload), "served by")
+
+
+@app.command("deploy-yaml")
+def deploy_yaml(
+    ctx: typer.Context,
+    pipeline_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The YAML file of a serialized Haystack pipeline.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Pipeline name; default: the file name without suffix.")
+    ] = None,
+    overwrite: Overwrite = False,
+    description: Annotated[
+        str | None, typer.Option("--description", help="A description of the pipeline for its API docs.")
+    ] = None,
+    wait: Wait = True,
+) -> None:
+    """Deploy a pipeline from its YAML definition."""
+    name = name or pipeline_file.stem
+    payload = {
+        "name": name,
+        "source_code": read_text(pipeline_file),
+        "overwrite": overwrite,
+        "description": description,
+        "wait": wait,
+    }
+    confirm(f"Pipeline '{name}' deployed", request(ctx, "POST", "deploy-yaml", payload), "served by")
+
+
+@app.command()
+def undeploy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The name of the pipeline to remove.")],
+) -> None:
+    """Remove a pipeline from the server."""
+    confirm(f"Pipeline '{name}' undeployed", request(ctx, "POST", f"undeploy/{quote(name, safe='')}"), "removed from")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The name of the pipeline to run.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="A run argument, repeatable; VALUE is parsed as JSON when it is JSON, else taken as a string.",
+        ),
+    ] = None,
+) -> None:
+    """Run a pipeline and print its result as JSON."""
+    answer = request(ctx, "POST", f"{quote(name, safe='')}/run", parse_params(param or []))
+    result = answer.get("result", answer) if isinstance(answer, dict) else answer
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

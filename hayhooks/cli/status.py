@@ -1,0 +1,92 @@
+"""Plain-text rendering of the server's ``/status`` answer; older servers' shorter answers render too."""
+
+from typing import Any
+
+REVISION_WIDTH = 12
+
+
+def render_status(url: str, data: dict[str, Any]) -> str:
+    """A headline, one table row per pipeline with each worker's revision, the agreement line, the errors."""
+    details = {d["name"]: d for d in data.get("details") or [] if isinstance(d, dict) and "name" in d}
+    cluster = data.get("cluster") or {}
+    workers = cluster.get("workers") or _answering_worker(data, details)
+    names = sorted(
+        set(data.get("pipelines") or [])
+        | set(details)
+        | {name for worker in workers for name in worker.get("pipelines") or {}}
+    )
+    lines = [_headline(url, data)]
+    if not names:
+        lines.append("no pipelines deployed")
+    else:
+        header = ["PIPELINE", "STATE", *(f"PID {worker.get('pid', '?')}" for worker in workers)]
+        rows = [[name, _state(name, details, workers), *(_cell(w, name) for w in workers)] for name in names]
+        lines += ["", *_table([header, *rows])]
+    if cluster.get("workers"):
+        lines.append(_agreement(cluster, workers, names))
+    errors = [f"  {name}: {details[name]['error']}" for name in names if details.get(name, {}).get("error")]
+    if errors:
+        lines += ["", "errors:", *(error.replace("\n", "\n    ") for error in errors)]
+    return "\n".join(lines)
+
+
+def _headline(url: str, data: dict[str, Any]) -> str:
+    """``hayhooks at URL: Up!``, naming the worker that answered when the server says."""
+    line = f"hayhooks at {url}: {data.get('status', 'answered')}"
+    worker = data.get("worker") or {}
+    if worker.get("pid") is not None:
+        line += f" (answered by worker pid {worker['pid']} on {worker.get('host', '?')}:{worker.get('port', '?')})"
+    return line
+
+
+def _answering_worker(data: dict[str, Any], details: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without a cluster view, the answering worker's own details as a one-worker cluster."""
+    if not details:
+        return []
+    pid = (data.get("worker") or {}).get("pid", "?")
+    return [{"pid": pid, "pipelines": details}]
+
+
+def _state(name: str, details: dict[str, dict[str, Any]], workers: list[dict[str, Any]]) -> str:
+    """The answering worker's state of ``name``, else the states the workers report, else ``-``."""
+    if details.get(name, {}).get("state"):
+        return str(details[name]["state"])
+    states = {str(entry["state"]) for w in workers if (entry := _entry(w, name)) and entry.get("state")}
+    return "/".join(sorted(states)) or "-"
+
+
+def _entry(worker: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """What ``worker`` reports about pipeline ``name``, if anything."""
+    return (worker.get("pipelines") or {}).get(name)
+
+
+def _cell(worker: dict[str, Any], name: str) -> str:
+    """The revision ``worker`` serves for ``name``, with its state when that is not ``ready``."""
+    entry = _entry(worker, name)
+    if not entry:
+        return "-"
+    revision, state = entry.get("revision"), entry.get("state")
+    if not revision:
+        return str(state or "-")
+    short = str(revision)[:REVISION_WIDTH]
+    return short if state in (None, "ready") else f"{short} ({state})"
+
+
+def _agreement(cluster: dict[str, Any], workers: list[dict[str, Any]], names: list[str]) -> str:
+    """``all N workers agree``, or what they disagree on; the server's ``converged`` has the last word."""
+    split = [name for name in names if len({_cell(worker, name) for worker in workers}) > 1]
+    converged = cluster.get("converged")
+    if converged if converged is not None else not split:
+        return f"all {len(workers)} workers agree"
+    reasons = []
+    if split:
+        reasons.append(f"revisions differ for {', '.join(split)}")
+    if cluster.get("lagging"):
+        reasons.append(f"lagging: {', '.join(str(item) for item in cluster['lagging'])}")
+    return f"workers disagree: {'; '.join(reasons) or 'the server reports they have not converged'}"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]

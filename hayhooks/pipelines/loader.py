@@ -1,0 +1,299 @@
+"""Files → a ready pipeline (a wrapper class or a YAML pipeline), and nothing else.
+
+Loading runs on a worker's load threads, never on its event loop. Each revision of a wrapper is
+imported as its own private package, so two revisions never share module state and a failed load
+leaves nothing behind in ``sys.modules``.
+"""
+
+import importlib.util
+import inspect
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docstring_parser
+import yaml
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from hayhooks.pipelines.models import (
+    model_from_fields,
+    request_model_from_callable,
+    response_model_from_callable,
+    result_model,
+)
+from hayhooks.pipelines.source import WRAPPER_FILE, Entry
+from hayhooks.pipelines.wrapper import BasePipelineWrapper
+
+_PACKAGE_PREFIX = "hayhooks_pipelines"
+_import_lock = threading.Lock()  # sys.path and sys.modules edits of concurrent loads must not interleave
+
+
+class PipelineLoadError(Exception):
+    """A pipeline that could not be loaded; the message is meant for the user."""
+
+
+@dataclass
+class LoadedPipeline:
+    """One loaded revision of a pipeline, ready to serve requests."""
+
+    name: str
+    revision: str
+    kind: str
+    request_model: type[BaseModel]
+    response_model: type[BaseModel]
+    run: Callable[[BaseModel], Awaitable[Any]]
+    description: str = ""
+    load_seconds: float = 0.0
+    modules: tuple[str, ...] = field(default=(), repr=False)
+
+    def unload(self) -> None:
+        """Drop this revision's private modules; requests still holding it keep working."""
+        for module_name in self.modules:
+            sys.modules.pop(module_name, None)
+
+
+def load_entry(entry: Entry) -> LoadedPipeline:
+    """Load the pipeline an entry of the directory describes; raise :class:`PipelineLoadError`."""
+    started = time.perf_counter()
+    loaded = load_wrapper(entry) if entry.kind == "files" else load_yaml(entry)
+    loaded.load_seconds = time.perf_counter() - started
+    return loaded
+
+
+# --- pipeline wrappers ---------------------------------------------------------------------------
+
+
+def load_wrapper(entry: Entry) -> LoadedPipeline:
+    folder = entry.path
+    if not (folder / WRAPPER_FILE).is_file():
+        raise PipelineLoadError(f"Pipeline '{entry.name}' has no {WRAPPER_FILE}")
+    package = f"{_PACKAGE_PREFIX}.{entry.name.replace('-', '_')}_{entry.revision}"
+    module, modules = _import_wrapper_module(entry.name, folder, package)
+    try:
+        wrapper_class = getattr(module, "PipelineWrapper", None)
+        if not (inspect.isclass(wrapper_class) and issubclass(wrapper_class, BasePipelineWrapper)):
+            raise PipelineLoadError(
+                f"{WRAPPER_FILE} of '{entry.name}' must define class PipelineWrapper(BasePipelineWrapper)"
+            )
+        run_method = _run_method(wrapper_class)
+        if run_method is None:
+            raise PipelineLoadError(
+                f"PipelineWrapper of '{entry.name}' implements neither run_api nor run_api_async"
+            )
+        try:
+            wrapper = wrapper_class()
+            wrapper.setup()
+        except Exception as error:
+            raise PipelineLoadError(f"setup() of '{entry.name}' failed: {type(error).__name__}: {error}") from error
+        bound = getattr(wrapper, run_method)
+        try:
+            request_model = request_model_from_callable(bound, f"{entry.name}RunRequest")
+            response_model = response_model_from_callable(bound, f"{entry.name}RunResponse")
+        except Exception as error:
+            raise PipelineLoadError(f"{run_method} of '{entry.name}' has an unusable signature: {error}") from error
+    except BaseException:
+        _forget(modules)
+        raise
+    return LoadedPipeline(
+        name=entry.name,
+        revision=entry.revision,
+        kind="files",
+        request_model=request_model,
+        response_model=response_model,
+        run=_wrapper_runner(bound, is_async=run_method == "run_api_async"),
+        description=docstring_parser.parse(inspect.getdoc(bound) or "").short_description or "",
+        modules=modules,
+    )
+
+
+def _run_method(wrapper_class: type[BasePipelineWrapper]) -> str | None:
+    """The run method a wrapper overrides, preferring the async one as the published Hayhooks does."""
+    for name in ("run_api_async", "run_api"):
+        if getattr(wrapper_class, name) is not getattr(BasePipelineWrapper, name):
+            return name
+    return None
+
+
+def _wrapper_runner(method: Callable, *, is_async: bool) -> Callable[[BaseModel], Awaitable[Any]]:
+    names = tuple(inspect.signature(method).parameters)
+
+    if is_async:
+
+        async def run_async(request: BaseModel) -> Any:
+            return await method(**{name: getattr(request, name) for name in names})
+
+        return run_async
+
+    async def run_in_thread(request: BaseModel) -> Any:
+        return await run_in_threadpool(method, **{name: getattr(request, name) for name in names})
+
+    return run_in_thread
+
+
+def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, tuple[str, ...]]:
+    """Import ``folder/pipeline_wrapper.py`` as ``package.pipeline_wrapper``.
+
+    Relative imports (``from .helpers import x``) resolve inside the package; absolute imports of
+    sibling modules (``import helpers``) work while the module executes and are then moved out of
+    the global module namespace, so another pipeline's ``helpers`` is never confused with this one.
+    """
+    with _import_lock:
+        before = set(sys.modules)
+        sys.path.insert(0, str(folder))
+        try:
+            _ensure_namespace(_PACKAGE_PREFIX)
+            spec = importlib.util.spec_from_file_location(
+                package, folder / "__init__.py", submodule_search_locations=[str(folder)]
+            )
+            package_module = importlib.util.module_from_spec(spec)
+            sys.modules[package] = package_module
+            if (folder / "__init__.py").is_file():
+                spec.loader.exec_module(package_module)
+            module = importlib.import_module(f"{package}.pipeline_wrapper")
+        except BaseException as error:
+            _forget(tuple(set(sys.modules) - before))
+            if isinstance(error, Exception):
+                raise PipelineLoadError(
+                    f"Failed to import {WRAPPER_FILE} of '{name}': {type(error).__name__}: {error}"
+                ) from error
+            raise
+        finally:
+            sys.path.remove(str(folder))
+        new_modules = tuple(set(sys.modules) - before)
+        for module_name in new_modules:  # sibling modules imported absolutely stay private
+            if not module_name.startswith(_PACKAGE_PREFIX) and _is_inside(sys.modules[module_name], folder):
+                sys.modules.pop(module_name)
+        return module, tuple(m for m in new_modules if m.startswith(package))
+
+
+def _ensure_namespace(name: str) -> None:
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_loader(name, loader=None, is_package=True)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+
+
+def _is_inside(module: Any, folder: Path) -> bool:
+    module_file = getattr(module, "__file__", None)
+    return bool(module_file) and Path(module_file).resolve().is_relative_to(folder.resolve())
+
+
+def _forget(modules: tuple[str, ...]) -> None:
+    for module_name in modules:
+        sys.modules.pop(module_name, None)
+
+
+# --- YAML pipelines ------------------------------------------------------------------------------
+
+
+def load_yaml(entry: Entry) -> LoadedPipeline:
+    return build_yaml_pipeline(entry.name, entry.revision, entry.path.read_text())
+
+
+@dataclass(frozen=True)
+class YamlDefinition:
+    """A YAML pipeline file split into the Haystack pipeline and what Hayhooks reads beside it."""
+
+    pipeline: dict
+    inputs: dict[str, list[str]]  # request field -> every "component.socket" it feeds
+    outputs: dict[str, str]  # result field -> the "component.socket" it reads
+    description: str
+
+
+def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
+    """Parse and check a YAML definition's shape, without building the pipeline."""
+    try:
+        document = yaml.safe_load(source_code)
+    except yaml.YAMLError as error:
+        raise PipelineLoadError(f"Invalid YAML for '{name}': {error}") from error
+    if not isinstance(document, dict):
+        raise PipelineLoadError(f"YAML of '{name}' must be a mapping with components, inputs and outputs")
+    inputs = document.pop("inputs", None) or {}
+    outputs = document.pop("outputs", None) or {}
+    description = str(document.pop("description", None) or "")
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise PipelineLoadError(f"'inputs' and 'outputs' of '{name}' must map names to 'component.socket'")
+    if not inputs and not outputs:
+        raise PipelineLoadError(f"YAML of '{name}' must declare at least one of 'inputs' or 'outputs'")
+    return YamlDefinition(
+        pipeline=document,
+        inputs={str(key): _socket_paths(name, key, value) for key, value in inputs.items()},
+        outputs={str(key): _socket_paths(name, key, value)[0] for key, value in outputs.items()},
+        description=description,
+    )
+
+
+def _socket_paths(name: str, key: Any, value: Any) -> list[str]:
+    paths = value if isinstance(value, list) else [value]
+    if not paths or not all(isinstance(path, str) and "." in path for path in paths):
+        raise PipelineLoadError(f"'{key}' of '{name}' must be 'component.socket' or a list of them")
+    return paths
+
+
+def _split(path: str) -> tuple[str, str]:
+    component, socket = path.split(".", 1)
+    return component, socket
+
+
+def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPipeline:
+    """A Haystack pipeline from YAML, served with a request model built from its declared inputs."""
+    from haystack import Pipeline  # only a server that loads pipelines pays for this import
+
+    definition = parse_yaml_definition(name, source_code)
+    try:
+        pipeline = Pipeline.from_dict(definition.pipeline)
+    except Exception as error:
+        raise PipelineLoadError(f"Cannot build pipeline '{name}': {type(error).__name__}: {error}") from error
+
+    def sockets(path: str, direction: str) -> dict[str, Any]:
+        component, _ = _split(path)
+        if component not in pipeline.graph.nodes:
+            raise PipelineLoadError(f"'{path}' of '{name}': the pipeline has no component '{component}'")
+        return pipeline.graph.nodes[component][direction]
+
+    request_fields: dict[str, tuple[Any, Any]] = {}
+    for key, paths in definition.inputs.items():
+        for path in paths:
+            socket = sockets(path, "input_sockets").get(_split(path)[1])
+            if socket is None:
+                raise PipelineLoadError(f"Input '{key}' of '{name}': {path} is not an input socket")
+        request_fields[key] = (sockets(paths[0], "input_sockets")[_split(paths[0])[1]].type, ...)
+
+    result_fields: dict[str, tuple[Any, Any]] = {}
+    for key, path in definition.outputs.items():
+        socket = sockets(path, "output_sockets").get(_split(path)[1])
+        if socket is None:
+            raise PipelineLoadError(f"Output '{key}' of '{name}': {path} is not an output socket")
+        result_fields[key] = (socket.type, None)
+
+    request_model = model_from_fields(f"{name}RunRequest", request_fields)
+    response_model = result_model(f"{name}RunResponse", model_from_fields(f"{name}RunResult", result_fields))
+    include = {_split(path)[0] for path in definition.outputs.values()}
+
+    def run_sync(request: BaseModel) -> dict[str, Any]:
+        data: dict[str, dict[str, Any]] = {}
+        for key, paths in definition.inputs.items():
+            for path in paths:
+                component, socket = _split(path)
+                data.setdefault(component, {})[socket] = getattr(request, key)
+        produced = pipeline.run(data=data, include_outputs_from=include)
+        return {
+            key: produced.get(_split(path)[0], {}).get(_split(path)[1]) for key, path in definition.outputs.items()
+        }
+
+    async def run(request: BaseModel) -> dict[str, Any]:
+        return await run_in_threadpool(run_sync, request)
+
+    return LoadedPipeline(
+        name=name,
+        revision=revision,
+        kind="yaml",
+        request_model=request_model,
+        response_model=response_model,
+        run=run,
+        description=definition.description,
+    )

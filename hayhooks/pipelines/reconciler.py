@@ -1,0 +1,150 @@
+"""Make a worker's registry match the pipelines directory: load new and changed entries, drop removed ones.
+
+Every load runs in a thread of its own, off the event loop and off the request threadpool, bounded
+by a timeout. A revision is swapped in only once it loaded; a failed load leaves the last good one
+serving. Reconciles never overlap: each one starts from a fresh scan of the directory.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry
+from hayhooks.pipelines.registry import PipelineRegistry
+from hayhooks.pipelines.source import Entry, PipelineSource
+
+logger = logging.getLogger("hayhooks.reload")
+
+T = TypeVar("T")
+_ABSENCE_CONFIRM_SECONDS = 0.05
+
+
+class LoadTimeout(PipelineLoadError):
+    pass
+
+
+class Reconciler:
+    """Follows one :class:`PipelineSource` into one :class:`PipelineRegistry`."""
+
+    def __init__(self, source: PipelineSource, registry: PipelineRegistry, *, load_timeout: float, load_threads: int):
+        self.source = source
+        self.registry = registry
+        self.load_timeout = load_timeout
+        self._load_slots = asyncio.Semaphore(load_threads)
+        self._lock = asyncio.Lock()
+        self._requested = asyncio.Event()
+        self.first_pass_done = asyncio.Event()
+        self.passes = 0
+
+    def request(self) -> None:
+        """Ask for a reconcile soon; many requests before it starts coalesce into one."""
+        self._requested.set()
+
+    async def run_forever(self) -> None:
+        """Reconcile whenever asked, until cancelled."""
+        while True:
+            await self._requested.wait()
+            self._requested.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # a scan that failed must not end the worker's reloads
+                logger.exception("reconcile failed")
+
+    async def reconcile(self) -> None:
+        """Scan the directory once and bring the registry in line with it."""
+        async with self._lock:
+            entries, errors = await asyncio.to_thread(self.source.scan)
+            known = set(self.registry.serving()) | {status.name for status in self.registry.statuses()}
+            for name in sorted(known - entries.keys() - errors.keys()):
+                if await self._confirmed_absent(name):
+                    self._unserve(name)
+            for name, error in errors.items():
+                status = self.registry.status(name)
+                if status is None or status.error != error:
+                    self.registry.fail(name, None, error)
+            changed = [entry for entry in entries.values() if self.registry.target(entry.name) != entry.revision]
+            await asyncio.gather(*(self._load_and_swap(entry) for entry in changed))
+            self.passes += 1
+            self.first_pass_done.set()
+
+    async def load(self, entry: Entry) -> LoadedPipeline:
+        """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
+        async with self._load_slots:
+            future = _in_thread(load_entry, entry, on_late_result=LoadedPipeline.unload)
+            try:
+                return await asyncio.wait_for(future, self.load_timeout)
+            except TimeoutError as error:
+                raise LoadTimeout(
+                    f"Loading '{entry.name}' took longer than {self.load_timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
+                ) from error
+
+    async def _load_and_swap(self, entry: Entry) -> None:
+        previous = self.registry.get(entry.name)
+        self.registry.mark_loading(entry.name, entry.revision, entry.kind)
+        started = time.perf_counter()
+        try:
+            loaded = await self.load(entry)
+        except Exception as error:
+            message = str(error) if isinstance(error, PipelineLoadError) else f"{type(error).__name__}: {error}"
+            self.registry.fail(entry.name, entry.revision, message, entry.kind)
+            logger.warning(
+                "pipeline %s: revision %s failed to load, %s: %s",
+                entry.name,
+                entry.revision,
+                f"still serving {previous.revision}" if previous else "not served",
+                message,
+            )
+            return
+        self.registry.swap(loaded)
+        if previous is not None:
+            previous.unload()
+        logger.info(
+            "pipeline %s: %s -> %s loaded in %.3fs",
+            entry.name,
+            previous.revision if previous else "new",
+            loaded.revision,
+            time.perf_counter() - started,
+        )
+
+    async def _confirmed_absent(self, name: str) -> bool:
+        """An entry can vanish for an instant during a non-atomic replace; look twice before undeploying."""
+        await asyncio.sleep(_ABSENCE_CONFIRM_SECONDS)
+        return not await asyncio.to_thread(self.source.exists, name)
+
+    def _unserve(self, name: str) -> None:
+        removed = self.registry.remove(name)
+        if removed is not None:
+            removed.unload()
+            logger.info("pipeline %s: removed (was %s)", name, removed.revision)
+
+
+def _in_thread(function: Callable[..., T], *args: Any, on_late_result: Callable[[T], Any]) -> "asyncio.Future[T]":
+    """Run ``function`` in a new daemon thread; a result that arrives after the caller gave up is
+    handed to ``on_late_result`` so nothing it holds leaks."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.cancelled():
+            if error is None:
+                on_late_result(result)
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed while we loaded: nobody is waiting any more
+            pass
+
+    threading.Thread(target=target, name="hayhooks-load", daemon=True).start()
+    return future

@@ -1,0 +1,117 @@
+"""The cluster view: every worker of one server publishes what it serves into a shared runtime folder.
+
+Each worker writes ``workers/<pid>.json`` (atomically) whenever its registry changes; any worker
+can then answer for all of them, and a deploy can wait until every live worker serves a revision.
+A file whose process is gone is ignored and swept.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+RUNTIME_DIR_ENV = "HAYHOOKS_RUNTIME_DIR"
+_POLL_SECONDS = 0.02
+
+
+def default_runtime_dir() -> Path:
+    """Shared by the workers of one server: the directory its master (our parent) made, or one named
+    after the parent process, which every worker forked by one supervisor shares."""
+    return Path(tempfile.gettempdir()) / f"hayhooks-{os.getppid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class WorkerBoard:
+    """This worker's entry on the board, and a reader of everyone's."""
+
+    def __init__(self, runtime_dir: Path, port: int | None = None) -> None:
+        self.folder = runtime_dir / "workers"
+        self.port = port
+
+    @property
+    def pid(self) -> int:
+        """Read at each use: an app built in a preloading master serves in forked workers."""
+        return os.getpid()
+
+    @property
+    def identity(self) -> dict:
+        return {"pid": self.pid, "host": socket.gethostname(), "port": self.port}
+
+    @property
+    def _own_file(self) -> Path:
+        return self.folder / f"{self.pid}.json"
+
+    def publish(self, pipelines: dict[str, dict], *, ready: bool) -> None:
+        """Write what this worker serves: ``{name: {"revision": ..., "state": ...}}``."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {**self.identity, "ready": ready, "updated_at": time.time(), "pipelines": pipelines}
+        temporary = self.folder / f".{self.pid}.json.tmp"
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, self._own_file)
+
+    def withdraw(self) -> None:
+        self._own_file.unlink(missing_ok=True)
+
+    def workers(self) -> list[dict]:
+        """Every live worker's record, this one included; files of dead workers are removed."""
+        records = []
+        try:
+            files = sorted(self.folder.glob("*.json"))
+        except OSError:
+            return records
+        for path in files:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being replaced right now, or gone
+            if _alive(int(record.get("pid", 0))):
+                records.append(record)
+            else:
+                path.unlink(missing_ok=True)
+        return records
+
+    def view(self) -> dict:
+        """The live workers and whether they all serve the same revision of every pipeline."""
+        workers = self.workers()
+        served = [_revisions(worker) for worker in workers]
+        names = sorted({name for revisions in served for name in revisions})
+        disagree = [name for name in names if len({revisions.get(name) for revisions in served}) > 1]
+        not_ready = [worker["pid"] for worker in workers if not worker.get("ready")]
+        return {
+            "converged": not disagree and not not_ready,
+            "disagree": disagree,
+            "starting": not_ready,
+            "workers": workers,
+        }
+
+    async def wait_for(self, name: str, revision: str | None, timeout: float) -> list[int]:
+        """Wait until every live worker serves ``revision`` of ``name`` (``None``: serves no ``name``).
+
+        Returns the pids still lagging when the timeout ran out (empty when all caught up).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lagging = [
+                worker["pid"]
+                for worker in await asyncio.to_thread(self.workers)
+                if not worker.get("ready") or _revisions(worker).get(name) != revision
+            ]
+            if not lagging or time.monotonic() >= deadline:
+                return lagging
+            await asyncio.sleep(_POLL_SECONDS)
+
+
+def _revisions(worker: dict) -> dict[str, str | None]:
+    return {name: entry.get("revision") for name, entry in worker.get("pipelines", {}).items()}

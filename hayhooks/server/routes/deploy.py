@@ -1,0 +1,158 @@
+"""Deploy and undeploy over HTTP, with the published Hayhooks' paths and bodies.
+
+Every deploy is validated by loading it here first, then published into the pipelines directory,
+which every worker follows. ``wait`` holds the answer until every live worker serves the result.
+"""
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from hayhooks.server.deployer import DeployRejected
+from hayhooks.server.runtime import Runtime, runtime_of
+from hayhooks.settings import NAME_PATTERN
+
+router = APIRouter(tags=["config"])
+
+_NAME = Field(description="Pipeline name: 1 to 64 of A-Z a-z 0-9 _ -", examples=["my_pipeline"])
+_WAIT = Field(False, description="Answer only once every live worker serves the new revision (or wait_timeout)")
+_WAIT_TIMEOUT = Field(10.0, gt=0, le=300, description="Seconds to wait for every worker when wait is set")
+
+
+class DeployFilesRequest(BaseModel):
+    name: str = _NAME
+    files: dict[str, str] = Field(description="File path -> content; must include pipeline_wrapper.py")
+    overwrite: bool = Field(False, description="Replace an existing pipeline of the same name")
+    save_files: bool = Field(
+        True, description="Accepted for compatibility; must be true: workers serve what the directory holds"
+    )
+    wait: bool = _WAIT
+    wait_timeout: float = _WAIT_TIMEOUT
+
+
+class DeployYamlRequest(BaseModel):
+    name: str = _NAME
+    source_code: str = Field(description="The YAML pipeline definition, with inputs and outputs")
+    overwrite: bool = Field(False, description="Replace an existing pipeline of the same name")
+    description: str | None = Field(None, description="Stored in the YAML as its description")
+    wait: bool = _WAIT
+    wait_timeout: float = _WAIT_TIMEOUT
+
+
+class LegacyDeployRequest(BaseModel):
+    name: str = _NAME
+    source_code: str = Field(description="The YAML pipeline definition, with inputs and outputs")
+
+
+class DeployResponse(BaseModel):
+    name: str
+    success: bool = True
+    endpoint: str = Field(description="Where to run it")
+    revision: str | None = Field(description="Content hash of the published revision")
+    converged: bool | None = Field(None, description="With wait: whether every live worker serves it")
+    lagging: list[int] | None = Field(None, description="With wait: pids of workers that did not catch up")
+
+
+class UndeployResponse(BaseModel):
+    success: bool
+    name: str
+    converged: bool | None = None
+    lagging: list[int] | None = None
+
+
+_ERRORS = {
+    409: {"description": "A pipeline of that name exists and overwrite is false"},
+    422: {"description": "Invalid name, files or YAML, or the pipeline failed to load"},
+}
+
+
+async def _answer(runtime: Runtime, name: str, revision: str, wait: bool, timeout: float) -> DeployResponse:
+    response = DeployResponse(name=name, endpoint=f"/{name}/run", revision=revision)
+    if wait:
+        outcome = await runtime.deployer.wait(name, revision, timeout)
+        response.converged, response.lagging = outcome.converged, outcome.lagging
+    return response
+
+
+@router.post(
+    "/deploy_files",
+    response_model=DeployResponse,
+    operation_id="pipeline_deploy",
+    summary="Deploy a pipeline wrapper from files",
+    responses=_ERRORS,
+)
+async def deploy_files(body: DeployFilesRequest, request: Request) -> DeployResponse:
+    runtime = runtime_of(request)
+    if not body.save_files:
+        raise HTTPException(
+            422, "save_files=false is not supported: every worker serves what the pipelines directory holds"
+        )
+    try:
+        revision = await runtime.deployer.deploy_files(body.name, body.files, overwrite=body.overwrite)
+    except DeployRejected as error:
+        raise HTTPException(error.status, str(error)) from error
+    return await _answer(runtime, body.name, revision, body.wait, body.wait_timeout)
+
+
+router.add_api_route(
+    "/deploy-files",
+    deploy_files,
+    methods=["POST"],
+    response_model=DeployResponse,
+    operation_id="pipeline_deploy_alias",
+    summary="Deploy a pipeline wrapper from files (alias of /deploy_files)",
+    responses=_ERRORS,
+)
+
+
+@router.post(
+    "/deploy-yaml",
+    response_model=DeployResponse,
+    operation_id="yaml_pipeline_deploy",
+    summary="Deploy a YAML pipeline",
+    responses=_ERRORS,
+)
+async def deploy_yaml(body: DeployYamlRequest, request: Request) -> DeployResponse:
+    runtime = runtime_of(request)
+    try:
+        revision = await runtime.deployer.deploy_yaml(
+            body.name, body.source_code, overwrite=body.overwrite, description=body.description
+        )
+    except DeployRejected as error:
+        raise HTTPException(error.status, str(error)) from error
+    return await _answer(runtime, body.name, revision, body.wait, body.wait_timeout)
+
+
+@router.post(
+    "/deploy",
+    response_model=DeployResponse,
+    operation_id="legacy_yaml_deploy",
+    summary="Deploy a YAML pipeline (the older form of /deploy-yaml)",
+    responses=_ERRORS,
+)
+async def deploy_legacy(body: LegacyDeployRequest, request: Request) -> DeployResponse:
+    return await deploy_yaml(DeployYamlRequest(name=body.name, source_code=body.source_code), request)
+
+
+@router.post(
+    "/undeploy/{pipeline_name}",
+    response_model=UndeployResponse,
+    operation_id="pipeline_undeploy",
+    summary="Undeploy a pipeline: remove it from the directory and so from every worker",
+    responses={404: {"description": "No such pipeline"}, 422: {"description": "Invalid name"}},
+)
+async def undeploy(
+    request: Request,
+    pipeline_name: str = Path(description="Pipeline to remove", pattern=NAME_PATTERN),
+    wait: bool = Query(False, description="Answer only once no live worker serves it any more"),
+    wait_timeout: float = Query(10.0, gt=0, le=300, description="Seconds to wait when wait is set"),
+) -> UndeployResponse:
+    runtime = runtime_of(request)
+    try:
+        await runtime.deployer.undeploy(pipeline_name)
+    except DeployRejected as error:
+        raise HTTPException(error.status, str(error)) from error
+    response = UndeployResponse(success=True, name=pipeline_name)
+    if wait:
+        outcome = await runtime.deployer.wait(pipeline_name, None, wait_timeout)
+        response.converged, response.lagging = outcome.converged, outcome.lagging
+    return response

@@ -1,0 +1,124 @@
+"""``POST /{name}/run`` for every served pipeline, rebuilt whenever the registry changes.
+
+Each route is bound to one loaded revision: a request runs to the end on the revision whose route
+matched it, even if a newer one is swapped in meanwhile.
+"""
+
+import logging
+import traceback
+from typing import Any
+
+from fastapi import Body, FastAPI, HTTPException
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
+
+from hayhooks.pipelines.loader import LoadedPipeline
+from hayhooks.pipelines.registry import PipelineRegistry
+
+logger = logging.getLogger("hayhooks.run")
+
+
+def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
+    """The route that serves one revision of one pipeline."""
+    request_model = loaded.request_model
+    required = any(field.is_required() for field in request_model.model_fields.values())
+    default = ... if required else None
+
+    async def run_pipeline(body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+        try:
+            result = await loaded.run(body if body is not None else request_model())
+        except HTTPException:
+            raise
+        except Exception as error:
+            logger.exception("pipeline %s (revision %s) failed", loaded.name, loaded.revision)
+            detail = f"Pipeline execution failed: {error}"
+            if show_tracebacks:
+                detail += "\n" + traceback.format_exc()
+            raise HTTPException(status_code=500, detail=detail) from error
+        return {"result": result}
+
+    return APIRoute(
+        f"/{loaded.name}/run",
+        run_pipeline,
+        methods=["POST"],
+        name=f"{loaded.name}_run",
+        response_model=loaded.response_model,
+        summary=f"Run pipeline '{loaded.name}'",
+        description=loaded.description or None,
+        tags=["pipelines"],
+        operation_id=f"{loaded.name}_run",
+        responses={404: {"description": "The pipeline is not deployed"}, 500: {"description": "The run failed"}},
+    )
+
+
+class PipelineRoutes(BaseRoute):
+    """One fixed route that dispatches ``/{name}/run`` to the route of the revision served now.
+
+    The table is a dict replaced on every registry change, so a lookup is O(1) and a swap is one
+    assignment; the revision chosen when a request matched is the one that handles it.
+    """
+
+    def __init__(self, registry: PipelineRegistry, *, show_tracebacks: bool) -> None:
+        self.registry = registry
+        self.show_tracebacks = show_tracebacks
+        self._table: dict[str, tuple[str, APIRoute]] = {}  # path -> (revision, route)
+
+    def routes(self) -> list[APIRoute]:
+        return [route for _, route in self._table.values()]
+
+    def refresh(self) -> bool:
+        """Build routes for new revisions and drop those of removed ones; return whether any changed."""
+        table: dict[str, tuple[str, APIRoute]] = {}
+        for name, loaded in sorted(self.registry.serving().items()):
+            path = f"/{name}/run"
+            cached = self._table.get(path)
+            if cached and cached[0] == loaded.revision:
+                table[path] = cached
+            else:
+                table[path] = (loaded.revision, run_route(loaded, show_tracebacks=self.show_tracebacks))
+        changed = table.keys() != self._table.keys() or any(table[p][1] is not self._table[p][1] for p in table)
+        self._table = table
+        return changed
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        entry = self._table.get(get_route_path(scope))
+        if entry is None:
+            return Match.NONE, {}
+        match, child_scope = entry[1].matches(scope)
+        return match, {**child_scope, _ROUTE_KEY: entry[1]}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope[_ROUTE_KEY].handle(scope, receive, send)
+
+
+_ROUTE_KEY = "hayhooks.route"
+
+
+def install(app: FastAPI, registry: PipelineRegistry, *, show_tracebacks: bool) -> PipelineRoutes:
+    """Put the pipeline routes first in ``app`` and make ``/openapi.json`` follow them."""
+    routes = PipelineRoutes(registry, show_tracebacks=show_tracebacks)
+    app.router.routes.insert(0, routes)
+    fixed = [route for route in app.routes if route is not routes]
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=[*fixed, *routes.routes()],
+            )
+        return app.openapi_schema
+
+    def on_change() -> None:
+        if routes.refresh():
+            app.openapi_schema = None
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    registry.on_change(on_change)
+    return routes

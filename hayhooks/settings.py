@@ -1,0 +1,118 @@
+"""Every ``HAYHOOKS_*`` setting, typed, in one place.
+
+Values come from the environment and from a ``.env`` file in the working directory. This module
+imports no Haystack, FastAPI or uvicorn, so the client CLI stays fast.
+"""
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def default_worker_count() -> int:
+    """One worker per core: Haystack pipelines are mostly CPU-bound Python, which the GIL serialises."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _split_csv(value: object) -> object:
+    """Let list settings be written as ``a,b`` in the environment as well as JSON."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            import json
+
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """The server's and the CLI's configuration. The env var of field ``x`` is ``HAYHOOKS_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="HAYHOOKS_", env_file=".env", extra="ignore")
+
+    # --- where and how to listen ---
+    host: str = Field("localhost", description="Address the server binds and the CLI calls.")
+    port: int = Field(1416, ge=1, le=65535, description="Port the server binds and the CLI calls.")
+    root_path: str = Field("", description="ASGI root path when served behind a proxy under a prefix.")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes; unset: WEB_CONCURRENCY, else one per CPU core.",
+    )
+
+    # --- pipelines ---
+    pipelines_dir: Path = Field(Path("pipelines"), description="The pipelines directory, the one source of truth.")
+    additional_python_path: str = Field(
+        "", description="Extra import paths (os.pathsep-separated) for pipeline code."
+    )
+    load_timeout: float = Field(
+        60.0, gt=0, description="Seconds a pipeline may take to import and set up before its load fails."
+    )
+    load_threads: int = Field(2, ge=1, le=32, description="Threads per worker that load pipelines.")
+
+    # --- following the directory ---
+    watch: bool = Field(True, description="Watch the pipelines directory and reconcile on every change.")
+    watch_debounce_ms: int = Field(
+        40, ge=1, le=10_000, description="Quiet time after the last file event before a rescan."
+    )
+    watch_poll: bool = Field(
+        False, description="Poll instead of inotify (network filesystems, Kubernetes volumes)."
+    )
+    watch_poll_interval_ms: int = Field(300, ge=20, description="Polling interval when polling.")
+    rescan_interval: float = Field(
+        10.0, ge=0, description="Seconds between full rescans that catch missed events; 0 turns them off."
+    )
+    runtime_dir: Path | None = Field(
+        None,
+        description="Where workers publish their state for the cluster view; unset: a temp dir per server.",
+    )
+
+    # --- HTTP behaviour ---
+    show_tracebacks: bool = Field(False, description="Include tracebacks in error responses and logs.")
+    cors_allow_origins: CsvList = Field(default_factory=list, description="CORS origins; empty: no CORS.")
+    cors_allow_methods: CsvList = Field(default_factory=lambda: ["GET", "POST"], description="CORS methods.")
+    cors_allow_headers: CsvList = Field(default_factory=lambda: ["*"], description="CORS request headers.")
+    cors_allow_credentials: bool = Field(False, description="Allow credentials in CORS requests.")
+
+    # --- CLI ---
+    use_https: bool = Field(False, description="The CLI talks HTTPS to the server.")
+    disable_ssl: bool = Field(False, description="The CLI skips TLS certificate checks.")
+
+    _split = field_validator("cors_allow_origins", "cors_allow_methods", "cors_allow_headers", mode="before")(
+        _split_csv
+    )
+
+    @property
+    def resolved_workers(self) -> int:
+        """HAYHOOKS_WORKERS, else WEB_CONCURRENCY, else one per core."""
+        if self.workers:
+            return self.workers
+        web_concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
+        if web_concurrency.isdigit() and int(web_concurrency) > 0:
+            return int(web_concurrency)
+        return default_worker_count()
+
+    @property
+    def server_url(self) -> str:
+        """The URL the CLI calls when no ``--server`` is given."""
+        scheme = "https" if self.use_https else "http"
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
