@@ -50,11 +50,20 @@ class Settings(BaseSettings):
         description="Worker processes; unset: WEB_CONCURRENCY, else one per CPU core.",
     )
 
+    # --- gunicorn (gunicorn.conf.py and `hayhooks run --workers N`) ---
+    timeout: int = Field(
+        60, ge=0, description="Seconds a silent worker may live before the master replaces it (gunicorn timeout)."
+    )
+    graceful_timeout: int = Field(30, ge=0, description="Seconds in-flight requests get to finish on shutdown.")
+    keepalive: int = Field(5, ge=0, description="Seconds an idle keep-alive connection stays open.")
+    max_requests: int = Field(
+        0, ge=0, description="Replace a worker after this many requests (0: never); guards against leaks."
+    )
+    max_requests_jitter: int = Field(0, ge=0, description="Random extra requests so workers do not restart together.")
+
     # --- pipelines ---
     pipelines_dir: Path = Field(Path("pipelines"), description="The pipelines directory, the one source of truth.")
-    additional_python_path: str = Field(
-        "", description="Extra import paths (os.pathsep-separated) for pipeline code."
-    )
+    additional_python_path: str = Field("", description="Extra import paths (os.pathsep-separated) for pipeline code.")
     load_timeout: float = Field(
         60.0, gt=0, description="Seconds a pipeline may take to import and set up before its load fails."
     )
@@ -65,9 +74,7 @@ class Settings(BaseSettings):
     watch_debounce_ms: int = Field(
         40, ge=1, le=10_000, description="Quiet time after the last file event before a rescan."
     )
-    watch_poll: bool = Field(
-        False, description="Poll instead of inotify (network filesystems, Kubernetes volumes)."
-    )
+    watch_poll: bool = Field(False, description="Poll instead of inotify (network filesystems, Kubernetes volumes).")
     watch_poll_interval_ms: int = Field(300, ge=20, description="Polling interval when polling.")
     rescan_interval: float = Field(
         10.0, ge=0, description="Seconds between full rescans that catch missed events; 0 turns them off."

@@ -47,7 +47,7 @@ def request(
     except httpx.TransportError as exc:
         fail(f"cannot reach hayhooks at {base}: {exc}")
     if response.is_error:
-        fail(f"{error_message(response.text)} (HTTP {response.status_code})")
+        fail(f"HTTP {response.status_code}: {error_message(response.text)}")
     try:
         return response.json()
     except ValueError:

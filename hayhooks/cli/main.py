@@ -60,7 +60,8 @@ def run(
         ),
     ] = None,
     root_path: Annotated[
-        str | None, typer.Option("--root-path", help="ASGI root path behind a proxy prefix (HAYHOOKS_ROOT_PATH).")
+        str | None,
+        typer.Option("--root-path", help="ASGI root path behind a proxy prefix (HAYHOOKS_ROOT_PATH)."),
     ] = None,
     additional_python_path: Annotated[
         str | None,
@@ -113,7 +114,11 @@ def deploy(
     ctx: typer.Context,
     path: Annotated[
         Path,
-        typer.Argument(exists=True, metavar="PATH", help="A pipeline directory (deployed as files) or a .yml/.yaml pipeline file."),
+        typer.Argument(
+            exists=True,
+            metavar="PATH",
+            help="A pipeline directory (deployed as files) or a .yml/.yaml pipeline file.",
+        ),
     ],
     name: Annotated[
         str | None,

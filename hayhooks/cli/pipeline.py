@@ -3,7 +3,7 @@
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
@@ -23,7 +23,7 @@ Wait = Annotated[
     bool,
     typer.Option(
         "--wait/--no-wait",
-        help="Return only once every worker serves the new revision (--no-wait: once the server accepted it).",
+        help="Return once every worker serves the new revision (--no-wait: once the server accepted it).",
     ),
 ]
 
@@ -67,7 +67,7 @@ def parse_params(params: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _reject_constant(constant: str) -> float:
+def _reject_constant(constant: str) -> NoReturn:
     """Keep ``NaN`` and ``Infinity`` as strings: they are not valid JSON to send."""
     raise ValueError(constant)
 
@@ -79,10 +79,10 @@ def confirm(message: str, answer: Any, everywhere: str) -> None:
         return
     if answer.get("revision"):
         message += f", revision {answer['revision']}"
-    workers = answer.get("workers")
-    count = f" {len(workers)}" if isinstance(workers, list) else f" {workers}" if isinstance(workers, int) else ""
     if answer.get("converged") is True:
-        message += f", {everywhere} all{count} workers"
+        workers = answer.get("workers")
+        count = len(workers) if isinstance(workers, list) else workers
+        message += f", {everywhere} all {count} workers" if isinstance(count, int) else f", {everywhere} every worker"
     typer.echo(message)
     if answer.get("converged") is False:
         lagging = ", ".join(str(worker) for worker in answer.get("lagging") or [])
@@ -133,7 +133,13 @@ def deploy_files(
 def deploy_yaml(
     ctx: typer.Context,
     pipeline_file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The YAML file of a serialized Haystack pipeline.")
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            metavar="FILE",
+            help="The YAML file of a serialized Haystack pipeline.",
+        ),
     ],
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Pipeline name; default: the file name without suffix.")
@@ -162,7 +168,11 @@ def undeploy(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The name of the pipeline to remove.")],
 ) -> None:
     """Remove a pipeline from the server."""
-    confirm(f"Pipeline '{name}' undeployed", request(ctx, "POST", f"undeploy/{quote(name, safe='')}"), "removed from")
+    confirm(
+        f"Pipeline '{name}' undeployed",
+        request(ctx, "POST", f"undeploy/{quote(name, safe='')}"),
+        "removed from",
+    )
 
 
 @app.command()
@@ -175,7 +185,7 @@ def run(
             "--param",
             "-p",
             metavar="KEY=VALUE",
-            help="A run argument, repeatable; VALUE is parsed as JSON when it is JSON, else taken as a string.",
+            help="A run argument, repeatable; VALUE is used as JSON if it parses as JSON, else as a string.",
         ),
     ] = None,
 ) -> None:

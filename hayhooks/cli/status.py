@@ -35,7 +35,8 @@ def _headline(url: str, data: dict[str, Any]) -> str:
     line = f"hayhooks at {url}: {data.get('status', 'answered')}"
     worker = data.get("worker") or {}
     if worker.get("pid") is not None:
-        line += f" (answered by worker pid {worker['pid']} on {worker.get('host', '?')}:{worker.get('port', '?')})"
+        where = f"{worker.get('host', '?')}:{worker.get('port', '?')}"
+        line += f" (answered by worker pid {worker['pid']} on {where})"
     return line
 
 

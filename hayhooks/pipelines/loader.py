@@ -82,9 +82,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             )
         run_method = _run_method(wrapper_class)
         if run_method is None:
-            raise PipelineLoadError(
-                f"PipelineWrapper of '{entry.name}' implements neither run_api nor run_api_async"
-            )
+            raise PipelineLoadError(f"PipelineWrapper of '{entry.name}' implements neither run_api nor run_api_async")
         try:
             wrapper = wrapper_class()
             wrapper.setup()
@@ -281,9 +279,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
                 component, socket = _split(path)
                 data.setdefault(component, {})[socket] = getattr(request, key)
         produced = pipeline.run(data=data, include_outputs_from=include)
-        return {
-            key: produced.get(_split(path)[0], {}).get(_split(path)[1]) for key, path in definition.outputs.items()
-        }
+        return {key: produced.get(_split(path)[0], {}).get(_split(path)[1]) for key, path in definition.outputs.items()}
 
     async def run(request: BaseModel) -> dict[str, Any]:
         return await run_in_threadpool(run_sync, request)

@@ -6,6 +6,7 @@ serving. Reconciles never overlap: each one starts from a fresh scan of the dire
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -141,10 +142,8 @@ def _in_thread(function: Callable[..., T], *args: Any, on_late_result: Callable[
             result, error = function(*args), None
         except BaseException as exc:  # handed to the awaiting coroutine
             result, error = None, exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed while we loaded: nobody waits any more
             loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop closed while we loaded: nobody is waiting any more
-            pass
 
     threading.Thread(target=target, name="hayhooks-load", daemon=True).start()
     return future

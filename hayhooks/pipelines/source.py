@@ -157,11 +157,10 @@ class PipelineSource:
                 errors[name] = f"cannot read {item.name!r}: {error.strerror or error}"
                 continue
             previous = entries.get(name)
-            if previous is not None and previous.kind != kind:
-                # A folder and a YAML file of one name: the newer one wins, as after a deploy that
-                # replaced one form by the other and is about to remove the old one.
-                if _mtime(previous.path) >= _mtime(path):
-                    continue
+            # A folder and a YAML file of one name: the newer one wins, as after a deploy that
+            # replaced one form by the other and is about to remove the old one.
+            if previous is not None and _mtime(previous.path) >= _mtime(path):
+                continue
             entries[name] = Entry(name=name, kind=kind, path=path, revision=revision)
         for name in entries:
             errors.pop(name, None)

@@ -39,9 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     source = PipelineSource(Path(settings.pipelines_dir).absolute())
     registry = PipelineRegistry()
-    reconciler = Reconciler(
-        source, registry, load_timeout=settings.load_timeout, load_threads=settings.load_threads
-    )
+    reconciler = Reconciler(source, registry, load_timeout=settings.load_timeout, load_threads=settings.load_threads)
     runtime_dir = settings.runtime_dir or Path(os.environ.get(RUNTIME_DIR_ENV) or default_runtime_dir())
     board = WorkerBoard(runtime_dir, port=settings.port)
     runtime = Runtime(

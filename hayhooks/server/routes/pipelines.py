@@ -5,10 +5,11 @@ matched it, even if a newer one is swapped in meanwhile.
 """
 
 import logging
+import os
 import traceback
 from typing import Any
 
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import Body, FastAPI, HTTPException, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
@@ -20,6 +21,9 @@ from hayhooks.pipelines.registry import PipelineRegistry
 
 logger = logging.getLogger("hayhooks.run")
 
+REVISION_HEADER = "x-hayhooks-revision"  # which revision answered: convergence can be checked, not hoped for
+WORKER_HEADER = "x-hayhooks-worker"  # the pid of the worker that answered
+
 
 def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
     """The route that serves one revision of one pipeline."""
@@ -27,7 +31,10 @@ def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
     required = any(field.is_required() for field in request_model.model_fields.values())
     default = ... if required else None
 
-    async def run_pipeline(body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+    headers = {REVISION_HEADER: loaded.revision, WORKER_HEADER: str(os.getpid())}
+
+    async def run_pipeline(response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+        response.headers.update(headers)
         try:
             result = await loaded.run(body if body is not None else request_model())
         except HTTPException:

@@ -1,0 +1,100 @@
+"""How the gunicorn master runs hayhooks workers, resolved from ``HAYHOOKS_*`` settings.
+
+Used by ``gunicorn -c gunicorn.conf.py`` (the file at the repository root imports this module) and
+by ``hayhooks run --workers N``. The master only binds, forks and supervises: it builds no app and
+starts no thread; every worker calls ``create_app()`` and starts its own watcher.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hayhooks.logs import FORMAT
+from hayhooks.server.cluster import RUNTIME_DIR_ENV
+from hayhooks.settings import get_settings
+
+__all__ = [
+    "wsgi_app",
+    "worker_class",
+    "bind",
+    "workers",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "max_requests",
+    "max_requests_jitter",
+    "worker_tmp_dir",
+    "proc_name",
+    "control_socket_disable",
+    "logconfig_dict",
+    "on_starting",
+    "child_exit",
+    "on_exit",
+]
+
+_settings = get_settings()
+
+wsgi_app = "hayhooks.server.app:create_app()"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.resolved_workers
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+proc_name = "hayhooks"
+control_socket_disable = True  # gunicorn 27's per-user control socket would be shared by every server
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"hayhooks": {"format": FORMAT}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "hayhooks"}},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "hayhooks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
+
+_log = logging.getLogger("gunicorn.error")
+
+
+def on_starting(server) -> None:
+    """Create the pipelines directory and the workers' shared runtime folder; log what was resolved."""
+    settings = get_settings()
+    pipelines_dir = Path(settings.pipelines_dir).absolute()
+    if pipelines_dir.exists() and not pipelines_dir.is_dir():
+        raise SystemExit(f"HAYHOOKS_PIPELINES_DIR {pipelines_dir} exists and is not a directory")
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(pipelines_dir, os.R_OK | os.X_OK):
+        raise SystemExit(f"HAYHOOKS_PIPELINES_DIR {pipelines_dir} is not readable")
+    if not os.environ.get(RUNTIME_DIR_ENV) and settings.runtime_dir is None:
+        os.environ[RUNTIME_DIR_ENV] = tempfile.mkdtemp(prefix="hayhooks-")
+        server._hayhooks_owns_runtime_dir = True
+    _log.info(
+        "hayhooks: %d workers on %s, pipelines %s, runtime %s, watch=%s%s",
+        server.cfg.workers,
+        ", ".join(server.cfg.bind),
+        pipelines_dir,
+        settings.runtime_dir or os.environ[RUNTIME_DIR_ENV],
+        settings.watch,
+        " (polling)" if settings.watch_poll else "",
+    )
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's entry from the cluster view at once, instead of at the next read."""
+    runtime_dir = get_settings().runtime_dir or os.environ.get(RUNTIME_DIR_ENV)
+    if runtime_dir:
+        Path(runtime_dir, "workers", f"{worker.pid}.json").unlink(missing_ok=True)
+
+
+def on_exit(server) -> None:
+    """Remove the runtime folder this master created."""
+    if getattr(server, "_hayhooks_owns_runtime_dir", False):
+        shutil.rmtree(os.environ[RUNTIME_DIR_ENV], ignore_errors=True)

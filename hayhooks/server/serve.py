@@ -1,0 +1,48 @@
+"""``hayhooks run``: one worker in this process with uvicorn, or N workers under gunicorn."""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from hayhooks.server.cluster import RUNTIME_DIR_ENV
+from hayhooks.settings import get_settings
+
+
+def serve() -> None:
+    """Serve with the current settings; ``HAYHOOKS_WORKERS`` > 1 hands over to gunicorn."""
+    settings = get_settings()
+    if (settings.workers or 1) > 1:
+        _exec_gunicorn()
+    _run_uvicorn()
+
+
+def _exec_gunicorn() -> None:
+    """Replace this process by a gunicorn master using the packaged configuration."""
+    config = "python:hayhooks.server.gunicorn_conf"
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", config])
+
+
+def _run_uvicorn() -> None:
+    import uvicorn
+
+    from hayhooks.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging()
+    owned = None
+    if not os.environ.get(RUNTIME_DIR_ENV) and settings.runtime_dir is None:
+        owned = os.environ[RUNTIME_DIR_ENV] = tempfile.mkdtemp(prefix="hayhooks-")
+    try:
+        uvicorn.run(
+            "hayhooks.server.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            root_path=settings.root_path,
+            timeout_graceful_shutdown=settings.graceful_timeout,
+            timeout_keep_alive=settings.keepalive,
+        )
+    finally:
+        if owned:
+            shutil.rmtree(owned, ignore_errors=True)

@@ -1,0 +1,162 @@
+"""Small offline pipelines the tests deploy, edit and break."""
+
+import textwrap
+from pathlib import Path
+
+GREET = '''
+from hayhooks import BasePipelineWrapper
+from .helpers import punctuate
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+        self.greeting = (Path(__file__).parent / "greeting.txt").read_text().strip()
+
+    def run_api(self, name: str, excited: bool = False) -> str:
+        """Greet someone.
+
+        Args:
+            name: Who to greet.
+            excited: End with an exclamation mark.
+
+        Returns:
+            The greeting.
+        """
+        return punctuate(f"{self.greeting}, {name}", excited)
+'''
+GREET_FILES = {
+    "helpers.py": "def punctuate(text, excited):\n    return text + ('!' if excited else '.')\n",
+    "greeting.txt": "Hello\n",
+}
+
+VERSIONED = '''
+import os
+import time
+
+from hayhooks import BasePipelineWrapper
+
+VERSION = {version!r}
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, delay: float = 0.0) -> dict:
+        """Report the version of this code and the worker that ran it."""
+        time.sleep(delay)
+        return {{"version": VERSION, "pid": os.getpid()}}
+'''
+
+ASYNC = '''
+import asyncio
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    async def run_api_async(self, numbers: list[int]) -> int:
+        await asyncio.sleep(0)
+        return sum(numbers)
+'''
+
+RAISES = '''
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, value: int) -> int:
+        raise ValueError(f"cannot handle {value}")
+'''
+
+NO_RUN_METHOD = '''
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+'''
+
+SETUP_FAILS = '''
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        raise RuntimeError("no index available")
+
+    def run_api(self) -> str:
+        return "never"
+'''
+
+SETUP_HANGS = '''
+import time
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        time.sleep(3600)
+
+    def run_api(self) -> str:
+        return "never"
+'''
+
+SYNTAX_ERROR = "from hayhooks import BasePipelineWrapper\n\nclass PipelineWrapper(BasePipelineWrapper:\n"
+IMPORT_ERROR = "import module_that_does_not_exist\n"
+
+PROMPT_YAML = """
+description: Fill a prompt template.
+components:
+  builder:
+    type: haystack.components.builders.prompt_builder.PromptBuilder
+    init_parameters:
+      template: "Question about {{topic}}: {{query}}"
+connections: []
+inputs:
+  query: builder.query
+  topic: builder.topic
+outputs:
+  prompt: builder.prompt
+"""
+
+
+def wrapper_code(template: str, **values: str) -> str:
+    code = template.format(**values) if values else template
+    if "Path(" in code and "from pathlib import Path" not in code:
+        code = "from pathlib import Path\n" + code
+    return textwrap.dedent(code).lstrip()
+
+
+def write_wrapper(root: Path, name: str, code: str, files: dict[str, str] | None = None) -> Path:
+    """Write ``root/name/pipeline_wrapper.py`` (plus sibling files) the way a user would."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, content in wrapper_files(code, files).items():
+        (folder / file_name).write_text(content)
+    return folder
+
+
+def wrapper_files(code: str, files: dict[str, str] | None = None) -> dict[str, str]:
+    """The files of a wrapper pipeline, as ``/deploy_files`` takes them."""
+    extra = files if files is not None else (GREET_FILES if code is GREET else {})
+    return {"pipeline_wrapper.py": wrapper_code(code), **extra}
+
+
+def versioned(version: str) -> str:
+    return wrapper_code(VERSIONED, version=version)
+
+
+def write_yaml(root: Path, name: str, source: str) -> Path:
+    path = root / f"{name}.yml"
+    path.write_text(source)
+    return path
