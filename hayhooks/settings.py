@@ -12,8 +12,6 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-
 
 def default_worker_count() -> int:
     """One worker per core: Haystack pipelines are mostly CPU-bound Python, which the GIL serialises."""

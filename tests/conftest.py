@@ -27,9 +27,7 @@ def make_client(tmp_path: Path, pipelines_dir: Path):
     clients: list[TestClient] = []
 
     def start(**overrides) -> TestClient:
-        settings = Settings(
-            pipelines_dir=pipelines_dir, runtime_dir=tmp_path / "runtime", watch=False, **overrides
-        )
+        settings = Settings(pipelines_dir=pipelines_dir, runtime_dir=tmp_path / "runtime", watch=False, **overrides)
         client = TestClient(create_app(settings), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

@@ -49,7 +49,7 @@ class PipelineWrapper(BasePipelineWrapper):
         return {{"version": VERSION, "pid": os.getpid()}}
 '''
 
-ASYNC = '''
+ASYNC = """
 import asyncio
 
 from hayhooks import BasePipelineWrapper
@@ -62,9 +62,9 @@ class PipelineWrapper(BasePipelineWrapper):
     async def run_api_async(self, numbers: list[int]) -> int:
         await asyncio.sleep(0)
         return sum(numbers)
-'''
+"""
 
-RAISES = '''
+RAISES = """
 from hayhooks import BasePipelineWrapper
 
 
@@ -74,18 +74,18 @@ class PipelineWrapper(BasePipelineWrapper):
 
     def run_api(self, value: int) -> int:
         raise ValueError(f"cannot handle {value}")
-'''
+"""
 
-NO_RUN_METHOD = '''
+NO_RUN_METHOD = """
 from hayhooks import BasePipelineWrapper
 
 
 class PipelineWrapper(BasePipelineWrapper):
     def setup(self) -> None:
         self.pipeline = None
-'''
+"""
 
-SETUP_FAILS = '''
+SETUP_FAILS = """
 from hayhooks import BasePipelineWrapper
 
 
@@ -95,9 +95,9 @@ class PipelineWrapper(BasePipelineWrapper):
 
     def run_api(self) -> str:
         return "never"
-'''
+"""
 
-SETUP_HANGS = '''
+SETUP_HANGS = """
 import time
 
 from hayhooks import BasePipelineWrapper
@@ -109,7 +109,7 @@ class PipelineWrapper(BasePipelineWrapper):
 
     def run_api(self) -> str:
         return "never"
-'''
+"""
 
 SYNTAX_ERROR = "from hayhooks import BasePipelineWrapper\n\nclass PipelineWrapper(BasePipelineWrapper:\n"
 IMPORT_ERROR = "import module_that_does_not_exist\n"

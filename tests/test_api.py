@@ -147,7 +147,9 @@ def test_deploy_yaml_and_legacy_deploy(client, pipelines_dir):
     )
     assert response.status_code == 200
     assert (pipelines_dir / "p2.yml").exists()
-    assert client.post("/p2/run", json={"query": "a", "topic": "b"}).json() == {"result": {"prompt": "Question about b: a"}}
+    assert client.post("/p2/run", json={"query": "a", "topic": "b"}).json() == {
+        "result": {"prompt": "Question about b: a"}
+    }
     assert client.get("/status/p2").json()["details"]["description"] == "Mine"
     assert client.post("/deploy-yaml", json={"name": "p2", "source_code": samples.PROMPT_YAML}).status_code == 409
     assert client.post("/deploy", json={"name": "p3", "source_code": samples.PROMPT_YAML}).status_code == 200
@@ -226,9 +228,7 @@ def test_invalid_yaml_is_rejected(client, pipelines_dir):
 
 
 def test_yaml_outside_the_deserialization_allowlist_is_refused(client, pipelines_dir):
-    source = samples.PROMPT_YAML.replace(
-        "haystack.components.builders.prompt_builder.PromptBuilder", "os.system"
-    )
+    source = samples.PROMPT_YAML.replace("haystack.components.builders.prompt_builder.PromptBuilder", "os.system")
     response = client.post("/deploy-yaml", json={"name": "evil", "source_code": source})
     assert response.status_code == 422
     assert "allowlist" in response.json()["detail"]
@@ -243,7 +243,13 @@ def test_save_files_false_is_refused_with_a_reason(client):
 
 
 def test_undeploy_removes_files_and_route(client, pipelines_dir):
-    assert client.post("/undeploy/greet").json() == {"success": True, "name": "greet", "converged": None, "lagging": None}
+    assert client.post("/undeploy/greet").json() == {
+        "success": True,
+        "name": "greet",
+        "converged": None,
+        "workers": None,
+        "lagging": None,
+    }
     assert not (pipelines_dir / "greet").exists()
     assert client.post("/greet/run", json={"name": "x"}).status_code == 404
     assert client.post("/undeploy/greet").status_code == 404
@@ -254,6 +260,7 @@ def test_wait_reports_convergence_of_this_single_worker(client):
     files = samples.wrapper_files(samples.GREET)
     body = client.post("/deploy_files", json={"name": "g4", "files": files, "wait": True}).json()
     assert body["converged"] is True and body["lagging"] == []
+    assert body["workers"] == [os.getpid()]
 
 
 def test_health_and_ready(client):

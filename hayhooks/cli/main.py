@@ -56,7 +56,7 @@ def run(
             "--workers",
             "-w",
             min=1,
-            help="Worker processes (HAYHOOKS_WORKERS); default: WEB_CONCURRENCY, else one per CPU core.",
+            help="Worker processes (HAYHOOKS_WORKERS, default 1); more than 1 runs them under gunicorn.",
         ),
     ] = None,
     root_path: Annotated[

@@ -1,7 +1,6 @@
 """``hayhooks pipeline ...``: deploy, undeploy and run pipelines on a running server."""
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -28,29 +27,19 @@ Wait = Annotated[
 ]
 
 
-def read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``; a file that is not UTF-8 text ends the command with an error."""
+def decode_text(path: Path, content: bytes) -> str:
+    """``content`` of ``path`` as UTF-8 text; a file that is not UTF-8 ends the command with an error."""
     try:
-        return path.read_text(encoding="utf-8")
+        return content.decode("utf-8")
     except UnicodeDecodeError:
         fail(f"{path} is not UTF-8 text; only text files can be deployed")
 
 
-def is_debris(name: str) -> bool:
-    """Whether a file or directory name is left-over noise, not pipeline source."""
-    return name == "__pycache__" or name.startswith(".") or name.endswith((".pyc", "~"))
-
-
 def collect_files(directory: Path) -> dict[str, str]:
-    """Every file under ``directory`` except debris, keyed by its ``/``-separated relative path."""
-    files: dict[str, str] = {}
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not is_debris(d))
-        for name in sorted(names):
-            if not is_debris(name):
-                path = Path(root, name)
-                files[path.relative_to(directory).as_posix()] = read_text(path)
-    return files
+    """Every file the server would serve from ``directory``, keyed by its ``/``-separated path."""
+    from hayhooks.pipelines.source import read_folder
+
+    return {name: decode_text(directory / name, content) for name, content in read_folder(directory).items()}
 
 
 def parse_params(params: list[str]) -> dict[str, Any]:
@@ -154,7 +143,7 @@ def deploy_yaml(
     name = name or pipeline_file.stem
     payload = {
         "name": name,
-        "source_code": read_text(pipeline_file),
+        "source_code": decode_text(pipeline_file, pipeline_file.read_bytes()),
         "overwrite": overwrite,
         "description": description,
         "wait": wait,

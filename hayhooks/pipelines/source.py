@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from hayhooks.settings import NAME_PATTERN
-
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 YAML_SUFFIXES = (".yml", ".yaml")
 WRAPPER_FILE = "pipeline_wrapper.py"
 _NAME_RE = re.compile(NAME_PATTERN)

@@ -96,20 +96,21 @@ class WorkerBoard:
             "workers": workers,
         }
 
-    async def wait_for(self, name: str, revision: str | None, timeout: float) -> list[int]:
+    async def wait_for(self, name: str, revision: str | None, timeout: float) -> tuple[list[int], list[int]]:
         """Wait until every live worker serves ``revision`` of ``name`` (``None``: serves no ``name``).
 
-        Returns the pids still lagging when the timeout ran out (empty when all caught up).
+        Returns the live workers' pids and those still lagging when the timeout ran out.
         """
         deadline = time.monotonic() + timeout
         while True:
+            workers = await asyncio.to_thread(self.workers)
             lagging = [
                 worker["pid"]
-                for worker in await asyncio.to_thread(self.workers)
+                for worker in workers
                 if not worker.get("ready") or _revisions(worker).get(name) != revision
             ]
             if not lagging or time.monotonic() >= deadline:
-                return lagging
+                return [worker["pid"] for worker in workers], lagging
             await asyncio.sleep(_POLL_SECONDS)
 
 

@@ -34,11 +34,12 @@ class DeployRejected(Exception):
 
 
 @dataclass
-class DeployOutcome:
-    name: str
-    revision: str | None
-    converged: bool | None = None
-    lagging: list[int] | None = None
+class Convergence:
+    """Where a change stands across the live workers after waiting for it."""
+
+    converged: bool
+    workers: list[int]
+    lagging: list[int]
 
 
 class Deployer:
@@ -83,9 +84,10 @@ class Deployer:
             raise DeployRejected(404, f"Pipeline '{name}' not found")
         await self.reconciler.reconcile()
 
-    async def wait(self, name: str, revision: str | None, timeout: float) -> DeployOutcome:
-        lagging = await self.board.wait_for(name, revision, timeout)
-        return DeployOutcome(name=name, revision=revision, converged=not lagging, lagging=lagging)
+    async def wait(self, name: str, revision: str | None, timeout: float) -> Convergence:
+        """Wait until every live worker serves ``revision`` of ``name`` (``None``: no longer serves it)."""
+        workers, lagging = await self.board.wait_for(name, revision, timeout)
+        return Convergence(converged=not lagging, workers=workers, lagging=lagging)
 
     def _check(self, name: str, overwrite: bool) -> None:
         try:

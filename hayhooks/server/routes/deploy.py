@@ -7,9 +7,9 @@ which every worker follows. ``wait`` holds the answer until every live worker se
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from hayhooks.server.deployer import DeployRejected
+from hayhooks.pipelines.source import NAME_PATTERN
+from hayhooks.server.deployer import Convergence, DeployRejected
 from hayhooks.server.runtime import Runtime, runtime_of
-from hayhooks.settings import NAME_PATTERN
 
 router = APIRouter(tags=["config"])
 
@@ -43,20 +43,27 @@ class LegacyDeployRequest(BaseModel):
     source_code: str = Field(description="The YAML pipeline definition, with inputs and outputs")
 
 
-class DeployResponse(BaseModel):
+class ConvergenceFields(BaseModel):
+    """Filled when the request asked to wait for every worker."""
+
+    converged: bool | None = Field(None, description="With wait: whether every live worker caught up")
+    workers: list[int] | None = Field(None, description="With wait: pids of the live workers")
+    lagging: list[int] | None = Field(None, description="With wait: pids of workers that did not catch up")
+
+    def fill(self, outcome: Convergence) -> None:
+        self.converged, self.workers, self.lagging = outcome.converged, outcome.workers, outcome.lagging
+
+
+class DeployResponse(ConvergenceFields):
     name: str
     success: bool = True
     endpoint: str = Field(description="Where to run it")
     revision: str | None = Field(description="Content hash of the published revision")
-    converged: bool | None = Field(None, description="With wait: whether every live worker serves it")
-    lagging: list[int] | None = Field(None, description="With wait: pids of workers that did not catch up")
 
 
-class UndeployResponse(BaseModel):
+class UndeployResponse(ConvergenceFields):
     success: bool
     name: str
-    converged: bool | None = None
-    lagging: list[int] | None = None
 
 
 _ERRORS = {
@@ -68,8 +75,7 @@ _ERRORS = {
 async def _answer(runtime: Runtime, name: str, revision: str, wait: bool, timeout: float) -> DeployResponse:
     response = DeployResponse(name=name, endpoint=f"/{name}/run", revision=revision)
     if wait:
-        outcome = await runtime.deployer.wait(name, revision, timeout)
-        response.converged, response.lagging = outcome.converged, outcome.lagging
+        response.fill(await runtime.deployer.wait(name, revision, timeout))
     return response
 
 
@@ -153,6 +159,5 @@ async def undeploy(
         raise HTTPException(error.status, str(error)) from error
     response = UndeployResponse(success=True, name=pipeline_name)
     if wait:
-        outcome = await runtime.deployer.wait(pipeline_name, None, wait_timeout)
-        response.converged, response.lagging = outcome.converged, outcome.lagging
+        response.fill(await runtime.deployer.wait(pipeline_name, None, wait_timeout))
     return response

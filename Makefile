@@ -1,0 +1,37 @@
+# make install | run | test | smoke | lint | bench       (README: "Two commands")
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HAYSTACK_TELEMETRY_ENABLED := False
+
+.PHONY: install run test smoke lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Serve the bundled examples with gunicorn (HAYHOOKS_WORKERS workers, default one per core) on
+# HAYHOOKS_HOST:HAYHOOKS_PORT (default localhost:1416). The examples are copied into ./pipelines,
+# the default pipelines directory, so deploys and edits never touch examples/.
+run: install
+	mkdir -p pipelines
+	cp -rn examples/pipelines/. pipelines/
+	$(BIN)/gunicorn -c gunicorn.conf.py
+
+test: install
+	$(BIN)/pytest
+	$(BIN)/python -m tests.smoke
+
+smoke: install
+	$(BIN)/python -m tests.smoke
+
+lint: install
+	$(BIN)/ruff check hayhooks tests benchmarks gunicorn.conf.py
+	$(BIN)/ruff format --check hayhooks tests benchmarks gunicorn.conf.py
+
+bench: install
+	$(BIN)/python benchmarks/run.py
