@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     workers: int | None = Field(
         None,
         ge=1,
-        description="Worker processes; unset: WEB_CONCURRENCY, else one per CPU core.",
+        description="Worker processes. gunicorn.conf.py: unset means WEB_CONCURRENCY, else one per core; "
+        "`hayhooks run`: unset means 1.",
     )
 
     # --- gunicorn (gunicorn.conf.py and `hayhooks run --workers N`) ---

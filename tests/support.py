@@ -80,7 +80,8 @@ class Server:
     def worker_pids(self) -> set[int]:
         """The master's live children, read from the OS, not from what hayhooks says of itself."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+        pids = {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+        return {pid for pid in pids if b"resource_tracker" not in _cmdline(pid)}  # uvicorn's helper process
 
     def output(self) -> str:
         self._log_file.flush()
@@ -101,6 +102,13 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
         self._log_file.close()
         return self.process.returncode
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, **env: str) -> Server:

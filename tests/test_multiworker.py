@@ -12,10 +12,13 @@ import pytest
 from hayhooks.pipelines.source import hash_entry
 from tests import pipelines as samples
 from tests.support import (
+    BIN,
     Server,
     cluster,
     every_worker_serves,
+    free_port,
     no_worker_serves,
+    server_env,
     start_gunicorn,
     start_hayhooks,
     wait_until,
@@ -152,6 +155,28 @@ def test_concurrent_deploys_of_one_name_end_whole_and_identical(server: Server, 
     assert f"VERSION = {version!r}" in (directory / "race" / "pipeline_wrapper.py").read_text()
     assert wait_until(lambda: every_worker_serves(server, "race", SLOW, on_disk), CONVERGE)
     assert not [p for p in directory.iterdir() if p.name.startswith((".staging", ".trash"))]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["uvicorn", "--factory", "hayhooks.server.app:create_app", "--workers", "2"],
+        ["fastapi", "run", "-e", "hayhooks.asgi:app", "--workers", "2"],
+    ],
+    ids=["uvicorn", "fastapi"],
+)
+def test_other_servers_with_two_workers_follow_the_directory(directory: Path, tmp_path: Path, command: list[str]):
+    port = free_port()
+    argv = [str(BIN / command[0]), *command[1:], "--host", "127.0.0.1", "--port", str(port)]
+    server = Server(argv, server_env(directory, port), port, tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        files = samples.wrapper_files(samples.versioned("other"), files={})
+        answer = httpx.post(f"{server.url}/deploy_files", json={"name": "other", "files": files, "wait": True})
+        assert answer.json()["converged"] is True and len(answer.json()["workers"]) == 2
+        assert wait_until(lambda: every_worker_serves(server, "other", SLOW, answer.json()["revision"]), CONVERGE)
+    finally:
+        server.stop()
 
 
 def test_hayhooks_run_with_two_workers_starts_gunicorn(directory: Path, tmp_path: Path):
