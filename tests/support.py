@@ -27,12 +27,14 @@ def free_port() -> int:
 def server_env(pipelines_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("HAYHOOKS_")}
     env.update(
-        HAYSTACK_TELEMETRY_ENABLED="False",
-        HAYHOOKS_HOST="127.0.0.1",
-        HAYHOOKS_PORT=str(port),
-        HAYHOOKS_PIPELINES_DIR=str(pipelines_dir),
-        HAYHOOKS_RESCAN_INTERVAL="2",
-        **extra,
+        {
+            "HAYSTACK_TELEMETRY_ENABLED": "False",
+            "HAYHOOKS_HOST": "127.0.0.1",
+            "HAYHOOKS_PORT": str(port),
+            "HAYHOOKS_PIPELINES_DIR": str(pipelines_dir),
+            "HAYHOOKS_RESCAN_INTERVAL": "2",
+            **extra,
+        }
     )
     return env
 
@@ -78,10 +80,12 @@ class Server:
         return self
 
     def worker_pids(self) -> set[int]:
-        """The master's live children, read from the OS, not from what hayhooks says of itself."""
+        """The master's live children (or the process itself when it serves alone), read from the OS,
+        not from what hayhooks says of itself."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         pids = {int(pid) for pid in children.read_text().split()} if children.exists() else set()
-        return {pid for pid in pids if b"resource_tracker" not in _cmdline(pid)}  # uvicorn's helper process
+        workers = {pid for pid in pids if b"resource_tracker" not in _cmdline(pid)}  # uvicorn's helper process
+        return workers or {self.pid}
 
     def output(self) -> str:
         self._log_file.flush()
