@@ -25,7 +25,12 @@ def free_port() -> int:
 
 
 def server_env(pipelines_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HAYHOOKS_")}
+    # the test process's own settings (and the metrics folder it set up) must not leak into servers
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("HAYHOOKS_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env.update(
         {
             "HAYSTACK_TELEMETRY_ENABLED": "False",

@@ -7,7 +7,6 @@ two workers that read the same bytes agree on the same name for what they serve.
 
 import ctypes
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from hayhooks.system import file_lock
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -188,12 +189,8 @@ class PipelineSource:
     def deploy_lock(self) -> Iterator[None]:
         """Serialise publishes across every worker (and process) sharing this directory."""
         self.ensure_exists()
-        with open(self.root / _LOCK_FILE, "a+") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with file_lock(self.root / _LOCK_FILE):
+            yield
 
     def stage_files(self, name: str, files: dict[str, str | bytes]) -> Path:
         """Write a pipeline folder under a hidden staging name, ready to be published in one rename."""

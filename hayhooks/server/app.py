@@ -20,9 +20,11 @@ from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import PipelineSource
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
-from hayhooks.server.cluster import RUNTIME_DIR_ENV, WorkerBoard, default_runtime_dir
+from hayhooks.server import metrics
+from hayhooks.server.cluster import WorkerBoard, runtime_dir
 from hayhooks.server.deployer import Deployer
 from hayhooks.server.routes import deploy, status
+from hayhooks.server.routes import metrics as metrics_routes
 from hayhooks.server.routes import pipelines as pipeline_routes
 from hayhooks.server.runtime import Runtime
 from hayhooks.settings import Settings, get_settings
@@ -40,8 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     source = PipelineSource(Path(settings.pipelines_dir).absolute())
     registry = PipelineRegistry()
     reconciler = Reconciler(source, registry, load_timeout=settings.load_timeout, load_threads=settings.load_threads)
-    runtime_dir = settings.runtime_dir or Path(os.environ.get(RUNTIME_DIR_ENV) or default_runtime_dir())
-    board = WorkerBoard(runtime_dir, port=settings.port)
+    board = WorkerBoard(runtime_dir(settings), port=settings.port)
     runtime = Runtime(
         settings=settings,
         source=source,
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(status.router)
     app.include_router(deploy.router)
+    app.include_router(metrics_routes.router)
+    metrics.observe_registry(registry)
 
     pipeline_routes.install(app, registry, show_tracebacks=settings.show_tracebacks)
     registry.on_change(lambda: _publish(runtime))

@@ -13,24 +13,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from hayhooks.settings import Settings
+from hayhooks.system import is_alive
+
 RUNTIME_DIR_ENV = "HAYHOOKS_RUNTIME_DIR"
 _POLL_SECONDS = 0.02
 
 
-def default_runtime_dir() -> Path:
-    """Shared by the workers of one server: the directory its master (our parent) made, or one named
-    after the parent process, which every worker forked by one supervisor shares."""
-    return Path(tempfile.gettempdir()) / f"hayhooks-{os.getppid()}"
+def runtime_dir(settings: Settings) -> Path:
+    """The folder the workers of one server share: HAYHOOKS_RUNTIME_DIR (set by the operator, or
+    exported by our master), else one named after the parent process, which every worker forked
+    by one supervisor (e.g. ``uvicorn --workers``) shares."""
+    configured = settings.runtime_dir or os.environ.get(RUNTIME_DIR_ENV)
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"hayhooks-{os.getppid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def claim_runtime_dir(settings: Settings) -> Path | None:
+    """For a master process: make a fresh runtime folder unless one is configured, and export it to
+    the workers it will start. Returns the folder when this process made it (to remove at exit)."""
+    if settings.runtime_dir or os.environ.get(RUNTIME_DIR_ENV):
+        return None
+    made = Path(tempfile.mkdtemp(prefix="hayhooks-"))
+    os.environ[RUNTIME_DIR_ENV] = str(made)
+    return made
 
 
 class WorkerBoard:
@@ -49,20 +54,20 @@ class WorkerBoard:
     def identity(self) -> dict:
         return {"pid": self.pid, "host": socket.gethostname(), "port": self.port}
 
-    @property
-    def _own_file(self) -> Path:
-        return self.folder / f"{self.pid}.json"
-
     def publish(self, pipelines: dict[str, dict], *, ready: bool) -> None:
         """Write what this worker serves: ``{name: {"revision": ..., "state": ...}}``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {**self.identity, "ready": ready, "updated_at": time.time(), "pipelines": pipelines}
         temporary = self.folder / f".{self.pid}.json.tmp"
         temporary.write_text(json.dumps(record))
-        os.replace(temporary, self._own_file)
+        os.replace(temporary, self.folder / f"{self.pid}.json")
 
     def withdraw(self) -> None:
-        self._own_file.unlink(missing_ok=True)
+        self.forget(self.pid)
+
+    def forget(self, pid: int) -> None:
+        """Remove a worker's entry, e.g. the master's as soon as it reaps a dead worker."""
+        (self.folder / f"{pid}.json").unlink(missing_ok=True)
 
     def workers(self) -> list[dict]:
         """Every live worker's record, this one included; files of dead workers are removed."""
@@ -76,7 +81,7 @@ class WorkerBoard:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # being replaced right now, or gone
-            if _alive(int(record.get("pid", 0))):
+            if is_alive(int(record.get("pid", 0))):
                 records.append(record)
             else:
                 path.unlink(missing_ok=True)

@@ -8,11 +8,10 @@ starts no thread; every worker calls ``create_app()`` and starts its own watcher
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from hayhooks.logs import FORMAT
-from hayhooks.server.cluster import RUNTIME_DIR_ENV
+from hayhooks.server.cluster import WorkerBoard, claim_runtime_dir, runtime_dir
 from hayhooks.settings import get_settings
 
 __all__ = [
@@ -35,6 +34,12 @@ __all__ = [
 ]
 
 _settings = get_settings()
+# Made at import, before gunicorn preloads the app or forks: every worker inherits the variable.
+_owned_runtime_dir = claim_runtime_dir(_settings)
+
+from hayhooks.server import metrics  # noqa: E402  - reads the runtime folder claimed above
+
+metrics.prepare_metrics_dir(wipe=True)
 
 wsgi_app = "hayhooks.server.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -73,28 +78,24 @@ def on_starting(server) -> None:
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(pipelines_dir, os.R_OK | os.X_OK):
         raise SystemExit(f"HAYHOOKS_PIPELINES_DIR {pipelines_dir} is not readable")
-    if not os.environ.get(RUNTIME_DIR_ENV) and settings.runtime_dir is None:
-        os.environ[RUNTIME_DIR_ENV] = tempfile.mkdtemp(prefix="hayhooks-")
-        server._hayhooks_owns_runtime_dir = True
     _log.info(
         "hayhooks: %d workers on %s, pipelines %s, runtime %s, watch=%s%s",
         server.cfg.workers,
         ", ".join(server.cfg.bind),
         pipelines_dir,
-        settings.runtime_dir or os.environ[RUNTIME_DIR_ENV],
+        runtime_dir(settings),
         settings.watch,
         " (polling)" if settings.watch_poll else "",
     )
 
 
 def child_exit(server, worker) -> None:
-    """Drop a dead worker's entry from the cluster view at once, instead of at the next read."""
-    runtime_dir = get_settings().runtime_dir or os.environ.get(RUNTIME_DIR_ENV)
-    if runtime_dir:
-        Path(runtime_dir, "workers", f"{worker.pid}.json").unlink(missing_ok=True)
+    """Drop a dead worker from the cluster view and fold its metrics into the archive, at once."""
+    WorkerBoard(runtime_dir(get_settings())).forget(worker.pid)
+    metrics.archive_dead_worker(worker.pid)
 
 
 def on_exit(server) -> None:
     """Remove the runtime folder this master created."""
-    if getattr(server, "_hayhooks_owns_runtime_dir", False):
-        shutil.rmtree(os.environ[RUNTIME_DIR_ENV], ignore_errors=True)
+    if _owned_runtime_dir is not None:
+        shutil.rmtree(_owned_runtime_dir, ignore_errors=True)

@@ -3,9 +3,8 @@
 import os
 import shutil
 import sys
-import tempfile
 
-from hayhooks.server.cluster import RUNTIME_DIR_ENV
+from hayhooks.server.cluster import claim_runtime_dir
 from hayhooks.settings import get_settings
 
 
@@ -30,9 +29,7 @@ def _run_uvicorn() -> None:
 
     settings = get_settings()
     configure_logging()
-    owned = None
-    if not os.environ.get(RUNTIME_DIR_ENV) and settings.runtime_dir is None:
-        owned = os.environ[RUNTIME_DIR_ENV] = tempfile.mkdtemp(prefix="hayhooks-")
+    owned = claim_runtime_dir(settings)
     try:
         uvicorn.run(
             "hayhooks.server.app:create_app",

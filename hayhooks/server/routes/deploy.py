@@ -4,10 +4,14 @@ Every deploy is validated by loading it here first, then published into the pipe
 which every worker follows. ``wait`` holds the answer until every live worker serves the result.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from hayhooks.pipelines.source import NAME_PATTERN
+from hayhooks.server import metrics
 from hayhooks.server.deployer import Convergence, DeployRejected
 from hayhooks.server.runtime import Runtime, runtime_of
 
@@ -72,6 +76,20 @@ _ERRORS = {
 }
 
 
+@contextmanager
+def _counted(action: str) -> Iterator[None]:
+    """Count a deploy or undeploy by outcome; a rejection becomes its HTTP error."""
+    try:
+        yield
+    except DeployRejected as error:
+        metrics.count_deploy(action, "rejected")
+        raise HTTPException(error.status, str(error)) from error
+    except Exception:
+        metrics.count_deploy(action, "error")
+        raise
+    metrics.count_deploy(action, "success")
+
+
 async def _answer(runtime: Runtime, name: str, revision: str, wait: bool, timeout: float) -> DeployResponse:
     response = DeployResponse(name=name, endpoint=f"/{name}/run", revision=revision)
     if wait:
@@ -92,10 +110,8 @@ async def deploy_files(body: DeployFilesRequest, request: Request) -> DeployResp
         raise HTTPException(
             422, "save_files=false is not supported: every worker serves what the pipelines directory holds"
         )
-    try:
+    with _counted("deploy"):
         revision = await runtime.deployer.deploy_files(body.name, body.files, overwrite=body.overwrite)
-    except DeployRejected as error:
-        raise HTTPException(error.status, str(error)) from error
     return await _answer(runtime, body.name, revision, body.wait, body.wait_timeout)
 
 
@@ -119,12 +135,10 @@ router.add_api_route(
 )
 async def deploy_yaml(body: DeployYamlRequest, request: Request) -> DeployResponse:
     runtime = runtime_of(request)
-    try:
+    with _counted("deploy"):
         revision = await runtime.deployer.deploy_yaml(
             body.name, body.source_code, overwrite=body.overwrite, description=body.description
         )
-    except DeployRejected as error:
-        raise HTTPException(error.status, str(error)) from error
     return await _answer(runtime, body.name, revision, body.wait, body.wait_timeout)
 
 
@@ -153,10 +167,8 @@ async def undeploy(
     wait_timeout: float = Query(10.0, gt=0, le=300, description="Seconds to wait when wait is set"),
 ) -> UndeployResponse:
     runtime = runtime_of(request)
-    try:
+    with _counted("undeploy"):
         await runtime.deployer.undeploy(pipeline_name)
-    except DeployRejected as error:
-        raise HTTPException(error.status, str(error)) from error
     response = UndeployResponse(success=True, name=pipeline_name)
     if wait:
         response.fill(await runtime.deployer.wait(pipeline_name, None, wait_timeout))

@@ -6,7 +6,9 @@ matched it, even if a newer one is swapped in meanwhile.
 
 import logging
 import os
+import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Body, FastAPI, HTTPException, Response
@@ -14,10 +16,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from hayhooks.pipelines.loader import LoadedPipeline
 from hayhooks.pipelines.registry import PipelineRegistry
+from hayhooks.server.metrics import RunMetrics
 
 logger = logging.getLogger("hayhooks.run")
 
@@ -61,6 +64,15 @@ def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
     )
 
 
+@dataclass(frozen=True)
+class _Served:
+    """One served revision's route, and the metrics its requests count into."""
+
+    revision: str
+    route: APIRoute
+    metrics: RunMetrics
+
+
 class PipelineRoutes(BaseRoute):
     """One fixed route that dispatches ``/{name}/run`` to the route of the revision served now.
 
@@ -71,39 +83,56 @@ class PipelineRoutes(BaseRoute):
     def __init__(self, registry: PipelineRegistry, *, show_tracebacks: bool) -> None:
         self.registry = registry
         self.show_tracebacks = show_tracebacks
-        self._table: dict[str, tuple[str, APIRoute]] = {}  # path -> (revision, route)
+        self._table: dict[str, _Served] = {}  # path -> what serves it
 
     def routes(self) -> list[APIRoute]:
-        return [route for _, route in self._table.values()]
+        return [served.route for served in self._table.values()]
 
     def refresh(self) -> bool:
         """Build routes for new revisions and drop those of removed ones; return whether any changed."""
-        table: dict[str, tuple[str, APIRoute]] = {}
+        table: dict[str, _Served] = {}
         for name, loaded in sorted(self.registry.serving().items()):
             path = f"/{name}/run"
             cached = self._table.get(path)
-            if cached and cached[0] == loaded.revision:
+            if cached and cached.revision == loaded.revision:
                 table[path] = cached
             else:
-                table[path] = (loaded.revision, run_route(loaded, show_tracebacks=self.show_tracebacks))
-        changed = table.keys() != self._table.keys() or any(table[p][1] is not self._table[p][1] for p in table)
+                route = run_route(loaded, show_tracebacks=self.show_tracebacks)
+                table[path] = _Served(loaded.revision, route, RunMetrics(name))
+        changed = table.keys() != self._table.keys() or any(table[p] is not self._table[p] for p in table)
         self._table = table
         return changed
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        entry = self._table.get(get_route_path(scope))
-        if entry is None:
+        served = self._table.get(get_route_path(scope))
+        if served is None:
             return Match.NONE, {}
-        match, child_scope = entry[1].matches(scope)
-        return match, {**child_scope, _ROUTE_KEY: entry[1]}
+        match, child_scope = served.route.matches(scope)
+        return match, {**child_scope, _SERVED_KEY: served}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await scope[_ROUTE_KEY].handle(scope, receive, send)
+        """Run the matched revision's route, counting the request in its pipeline's metrics."""
+        served: _Served = scope[_SERVED_KEY]
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        served.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            await served.route.handle(scope, receive, send_and_note_status)
+        finally:
+            served.metrics.in_flight.dec()
+            served.metrics.finished(status, time.perf_counter() - started)
 
 
-_ROUTE_KEY = "hayhooks.route"
+_SERVED_KEY = "hayhooks.served"
 
 
 def install(app: FastAPI, registry: PipelineRegistry, *, show_tracebacks: bool) -> PipelineRoutes:
