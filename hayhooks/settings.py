@@ -7,7 +7,7 @@ imports no Haystack, FastAPI or uvicorn, so the client CLI stays fast.
 import os
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +31,7 @@ def _split_csv(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
         0, ge=0, description="Replace a worker after this many requests (0: never); guards against leaks."
     )
     max_requests_jitter: int = Field(0, ge=0, description="Random extra requests so workers do not restart together.")
+    preload: bool = Field(
+        False,
+        description="Import Haystack and build the app in the gunicorn master before forking, so workers share "
+        "those pages (less memory, faster start); pipelines still load, and watchers start, in each worker.",
+    )
 
     # --- pipelines ---
     pipelines_dir: Path = Field(Path("pipelines"), description="The pipelines directory, the one source of truth.")
@@ -90,6 +96,15 @@ class Settings(BaseSettings):
     cors_allow_headers: CsvList = Field(default_factory=lambda: ["*"], description="CORS request headers.")
     cors_allow_credentials: bool = Field(False, description="Allow credentials in CORS requests.")
 
+    # --- logs ---
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per record; json: one JSON object per line, for log shippers."
+    )
+    log_level: str = Field("INFO", description="Lowest level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    access_log: bool = Field(
+        True, description="One line per HTTP request (method, path, status, duration, request id, pipeline)."
+    )
+
     # --- CLI ---
     use_https: bool = Field(False, description="The CLI talks HTTPS to the server.")
     disable_ssl: bool = Field(False, description="The CLI skips TLS certificate checks.")
@@ -97,6 +112,15 @@ class Settings(BaseSettings):
     _split = field_validator("cors_allow_origins", "cors_allow_methods", "cors_allow_headers", mode="before")(
         _split_csv
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """Fail at startup on a typo instead of logging at a level nobody asked for."""
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def resolved_workers(self) -> int:

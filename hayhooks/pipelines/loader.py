@@ -57,6 +57,23 @@ class LoadedPipeline:
             sys.modules.pop(module_name, None)
 
 
+# What pipelines load most: imported ahead by a preloading master, so forked workers share it.
+_COMMON_MODULES = (
+    "haystack",
+    "haystack.components.builders",
+    "haystack.components.converters",
+    "haystack.components.retrievers.in_memory",
+    "haystack.components.routers",
+    "haystack.document_stores.in_memory",
+)
+
+
+def import_common_modules() -> None:
+    """Import Haystack and its commonly used components now (``HAYHOOKS_PRELOAD``)."""
+    for module in _COMMON_MODULES:
+        importlib.import_module(module)
+
+
 def load_entry(entry: Entry) -> LoadedPipeline:
     """Load the pipeline an entry of the directory describes; raise :class:`PipelineLoadError`."""
     started = time.perf_counter()

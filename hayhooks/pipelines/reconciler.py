@@ -97,17 +97,20 @@ class Reconciler:
                 entry.revision,
                 f"still serving {previous.revision}" if previous else "not served",
                 message,
+                extra=_reload_fields(entry, previous, started),
             )
             return
         self.registry.swap(loaded)
         if previous is not None:
             previous.unload()
+        fields = _reload_fields(entry, previous, started)
         logger.info(
             "pipeline %s: %s -> %s loaded in %.3fs",
             entry.name,
             previous.revision if previous else "new",
             loaded.revision,
-            time.perf_counter() - started,
+            fields["load_seconds"],
+            extra=fields,
         )
 
     async def _confirmed_absent(self, name: str) -> bool:
@@ -120,6 +123,16 @@ class Reconciler:
         if removed is not None:
             removed.unload()
             logger.info("pipeline %s: removed (was %s)", name, removed.revision)
+
+
+def _reload_fields(entry: Entry, previous: LoadedPipeline | None, started: float) -> dict[str, Any]:
+    """A reload's facts as log ``extra``, so JSON logs carry them as fields."""
+    return {
+        "pipeline": entry.name,
+        "old_revision": previous.revision if previous else None,
+        "new_revision": entry.revision,
+        "load_seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def _in_thread(function: Callable[..., T], *args: Any, on_late_result: Callable[[T], Any]) -> "asyncio.Future[T]":

@@ -23,6 +23,7 @@ from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
 from hayhooks.server import metrics
 from hayhooks.server.cluster import WorkerBoard, runtime_dir
 from hayhooks.server.deployer import Deployer
+from hayhooks.server.middleware import RequestContextMiddleware
 from hayhooks.server.routes import deploy, status
 from hayhooks.server.routes import metrics as metrics_routes
 from hayhooks.server.routes import pipelines as pipeline_routes
@@ -36,7 +37,7 @@ DESCRIPTION = "Haystack pipelines served as REST APIs, coherently across every w
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app of one worker from the settings (``HAYHOOKS_*`` env vars by default)."""
     settings = settings or get_settings()
-    configure_logging()
+    configure_logging(settings)
     _extend_python_path(settings.additional_python_path)
 
     source = PipelineSource(Path(settings.pipelines_dir).absolute())
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=settings.cors_allow_headers,
             allow_credentials=settings.cors_allow_credentials,
         )
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)  # added last: outermost
     app.include_router(status.router)
     app.include_router(deploy.router)
     app.include_router(metrics_routes.router)
@@ -79,6 +81,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     loop = asyncio.get_running_loop()
     await asyncio.to_thread(runtime.source.ensure_exists)
+    metrics.worker_started()
     _publish(runtime)
 
     watcher = DirectoryWatcher(

@@ -5,12 +5,13 @@ by ``hayhooks run --workers N``. The master only binds, forks and supervises: it
 starts no thread; every worker calls ``create_app()`` and starts its own watcher.
 """
 
+import gc
 import logging
 import os
 import shutil
 from pathlib import Path
 
-from hayhooks.logs import FORMAT
+from hayhooks.logs import logging_dict_config
 from hayhooks.server.cluster import WorkerBoard, claim_runtime_dir, runtime_dir
 from hayhooks.settings import get_settings
 
@@ -26,9 +27,11 @@ __all__ = [
     "max_requests_jitter",
     "worker_tmp_dir",
     "proc_name",
+    "preload_app",
     "control_socket_disable",
     "logconfig_dict",
     "on_starting",
+    "when_ready",
     "child_exit",
     "on_exit",
 ]
@@ -52,19 +55,9 @@ max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 proc_name = "hayhooks"
+preload_app = _settings.preload
 control_socket_disable = True  # gunicorn 27's per-user control socket would be shared by every server
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"hayhooks": {"format": FORMAT}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "hayhooks"}},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "hayhooks": {"handlers": ["console"], "level": "INFO", "propagate": False},
-    },
-}
+logconfig_dict = logging_dict_config(_settings)  # no accesslog: the hayhooks.access lines replace it
 
 _log = logging.getLogger("gunicorn.error")
 
@@ -87,6 +80,17 @@ def on_starting(server) -> None:
         settings.watch,
         " (polling)" if settings.watch_poll else "",
     )
+
+
+def when_ready(server) -> None:
+    """With preload: import Haystack in the master and freeze the heap, so forked workers share it."""
+    if server.cfg.preload_app:
+        from hayhooks.pipelines.loader import import_common_modules
+
+        import_common_modules()
+        gc.collect()
+        gc.freeze()  # keep the collector from touching (and so copying) the shared objects in workers
+        _log.info("hayhooks: Haystack imported in the master, heap frozen before fork")
 
 
 def child_exit(server, worker) -> None:

@@ -125,6 +125,10 @@ def observe_registry(registry: "PipelineRegistry") -> None:
         served.update(now)
 
     registry.on_change(on_change)
+
+
+def worker_started() -> None:
+    """Count this process as a live worker (called in its lifespan, never in a preloading master)."""
     WORKERS.set(1)
 
 

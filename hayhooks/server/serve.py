@@ -25,10 +25,9 @@ def _exec_gunicorn() -> None:
 def _run_uvicorn() -> None:
     import uvicorn
 
-    from hayhooks.logs import configure_logging
+    from hayhooks.logs import logging_dict_config
 
     settings = get_settings()
-    configure_logging()
     owned = claim_runtime_dir(settings)
     try:
         uvicorn.run(
@@ -39,6 +38,8 @@ def _run_uvicorn() -> None:
             root_path=settings.root_path,
             timeout_graceful_shutdown=settings.graceful_timeout,
             timeout_keep_alive=settings.keepalive,
+            log_config=logging_dict_config(settings),
+            access_log=False,  # the hayhooks.access lines replace uvicorn's
         )
     finally:
         if owned:
