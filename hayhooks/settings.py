@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -95,6 +95,24 @@ class Settings(BaseSettings):
     cors_allow_methods: CsvList = Field(default_factory=lambda: ["GET", "POST"], description="CORS methods.")
     cors_allow_headers: CsvList = Field(default_factory=lambda: ["*"], description="CORS request headers.")
     cors_allow_credentials: bool = Field(False, description="Allow credentials in CORS requests.")
+
+    # --- who may do what, and limits ---
+    admin_token: SecretStr | None = Field(
+        None, description="When set, deploy and undeploy need `Authorization: Bearer <token>` (CLI: --token)."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="When set, running pipelines needs `Authorization: Bearer <token>` (or the admin token)."
+    )
+    deploy_api: bool = Field(
+        True, description="Serve the runtime deploy/undeploy API; false: pipelines come only from the directory."
+    )
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    run_timeout: float | None = Field(
+        None, gt=0, description="Seconds a pipeline run may take before the request answers 504; unset: no limit."
+    )
+    max_concurrent_runs: int | None = Field(
+        None, ge=1, description="Runs one worker accepts at once; more answer 503 at once. Unset: no limit."
+    )
 
     # --- logs ---
     log_format: Literal["text", "json"] = Field(

@@ -4,6 +4,7 @@ httpx and the settings are imported inside the functions, so ``hayhooks --help``
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import typer
@@ -17,13 +18,35 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What the root command's options say about the server to call."""
+
+    server: str | None = None
+    token: str | None = None
+
+
+def _target(ctx: typer.Context) -> Target:
+    return ctx.obj if isinstance(ctx.obj, Target) else Target()
+
+
 def server_url(ctx: typer.Context) -> str:
     """The ``--server`` URL given to the root command, else the one the settings describe."""
-    if ctx.obj:
-        return str(ctx.obj).rstrip("/")
+    if server := _target(ctx).server:
+        return server.rstrip("/")
     from hayhooks.settings import get_settings
 
     return get_settings().server_url
+
+
+def _authorization(ctx: typer.Context) -> dict[str, str]:
+    """``--token``, else the admin token (it opens every endpoint), else the API token."""
+    from hayhooks.settings import get_settings
+
+    settings = get_settings()
+    secret = settings.admin_token or settings.api_token
+    token = _target(ctx).token or (secret.get_secret_value() if secret else None)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def request(
@@ -41,7 +64,7 @@ def request(
     base = server_url(ctx)
     try:
         with httpx.Client(timeout=timeout, verify=not get_settings().disable_ssl) as client:
-            response = client.request(method, f"{base}/{path}", json=payload)
+            response = client.request(method, f"{base}/{path}", json=payload, headers=_authorization(ctx))
     except httpx.TimeoutException:
         fail(f"hayhooks at {base} did not answer within {timeout:g} s")
     except httpx.TransportError as exc:

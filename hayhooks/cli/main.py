@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from hayhooks.cli import pipeline
-from hayhooks.cli.client import fail, request, server_url
+from hayhooks.cli.client import Target, fail, request, server_url
 from hayhooks.cli.status import render_status
 
 app = typer.Typer(
@@ -35,9 +35,17 @@ def root(
             "HAYHOOKS_PORT and HAYHOOKS_USE_HTTPS.",
         ),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="Bearer token sent with every request; default: HAYHOOKS_ADMIN_TOKEN, else HAYHOOKS_API_TOKEN.",
+        ),
+    ] = None,
 ) -> None:
     """Serve Haystack pipelines as REST APIs, and deploy, run and inspect them from the command line."""
-    ctx.obj = server
+    ctx.obj = Target(server=server, token=token)
 
 
 @app.command()

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from hayhooks.errors import describe
 from hayhooks.pipelines.models import (
     model_from_fields,
     request_model_from_callable,
@@ -104,13 +105,15 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             wrapper = wrapper_class()
             wrapper.setup()
         except Exception as error:
-            raise PipelineLoadError(f"setup() of '{entry.name}' failed: {type(error).__name__}: {error}") from error
+            raise PipelineLoadError(f"setup() of '{entry.name}' failed: {describe(error)}") from error
         bound = getattr(wrapper, run_method)
         try:
             request_model = request_model_from_callable(bound, f"{entry.name}RunRequest")
             response_model = response_model_from_callable(bound, f"{entry.name}RunResponse")
         except Exception as error:
-            raise PipelineLoadError(f"{run_method} of '{entry.name}' has an unusable signature: {error}") from error
+            raise PipelineLoadError(
+                f"{run_method} of '{entry.name}' has an unusable signature: {describe(error)}"
+            ) from error
     except BaseException:
         _forget(modules)
         raise
@@ -173,9 +176,7 @@ def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, 
         except BaseException as error:
             _forget(tuple(set(sys.modules) - before))
             if isinstance(error, Exception):
-                raise PipelineLoadError(
-                    f"Failed to import {WRAPPER_FILE} of '{name}': {type(error).__name__}: {error}"
-                ) from error
+                raise PipelineLoadError(f"Failed to import {WRAPPER_FILE} of '{name}': {describe(error)}") from error
             raise
         finally:
             sys.path.remove(str(folder))
@@ -262,7 +263,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
     try:
         pipeline = Pipeline.from_dict(definition.pipeline)
     except Exception as error:
-        raise PipelineLoadError(f"Cannot build pipeline '{name}': {type(error).__name__}: {error}") from error
+        raise PipelineLoadError(f"Cannot build pipeline '{name}': {describe(error)}") from error
 
     def sockets(path: str, direction: str) -> dict[str, Any]:
         component, _ = _split(path)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from hayhooks.errors import describe
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import Entry, PipelineSource
@@ -89,7 +90,7 @@ class Reconciler:
         try:
             loaded = await self.load(entry)
         except Exception as error:
-            message = str(error) if isinstance(error, PipelineLoadError) else f"{type(error).__name__}: {error}"
+            message = str(error) if isinstance(error, PipelineLoadError) else describe(error)
             self.registry.fail(entry.name, entry.revision, message, entry.kind)
             logger.warning(
                 "pipeline %s: revision %s failed to load, %s: %s",

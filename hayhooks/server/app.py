@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from hayhooks.logs import configure_logging
@@ -20,7 +20,7 @@ from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import PipelineSource
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
-from hayhooks.server import metrics
+from hayhooks.server import metrics, security
 from hayhooks.server.cluster import WorkerBoard, runtime_dir
 from hayhooks.server.deployer import Deployer
 from hayhooks.server.middleware import RequestContextMiddleware
@@ -53,7 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deployer=Deployer(source, reconciler, board),
     )
 
-    app = FastAPI(title=TITLE, description=DESCRIPTION, root_path=settings.root_path, lifespan=_lifespan)
+    app = FastAPI(
+        title=TITLE,
+        description=DESCRIPTION,
+        root_path=settings.root_path,
+        lifespan=_lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
     app.state.hayhooks = runtime
     if settings.cors_allow_origins:
         app.add_middleware(
@@ -65,11 +71,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)  # added last: outermost
     app.include_router(status.router)
-    app.include_router(deploy.router)
+    if settings.deploy_api:
+        guard = security.admin_guard(settings)
+        app.include_router(deploy.router, dependencies=[Depends(guard)] if guard else None)
     app.include_router(metrics_routes.router)
     metrics.observe_registry(registry)
 
-    pipeline_routes.install(app, registry, show_tracebacks=settings.show_tracebacks)
+    pipeline_routes.install(
+        app,
+        registry,
+        pipeline_routes.RunOptions(
+            show_tracebacks=settings.show_tracebacks,
+            timeout=settings.run_timeout,
+            max_concurrent=settings.max_concurrent_runs,
+            guard=security.run_guard(settings),
+        ),
+    )
     registry.on_change(lambda: _publish(runtime))
     return app
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hayhooks.logs import logging_dict_config
 from hayhooks.server.cluster import WorkerBoard, claim_runtime_dir, runtime_dir
+from hayhooks.server.security import open_deploy_warning
 from hayhooks.settings import get_settings
 
 __all__ = [
@@ -80,6 +81,8 @@ def on_starting(server) -> None:
         settings.watch,
         " (polling)" if settings.watch_poll else "",
     )
+    if warning := open_deploy_warning(settings):
+        _log.warning("hayhooks: %s", warning)
 
 
 def when_ready(server) -> None:

@@ -1,10 +1,12 @@
 """``hayhooks run``: one worker in this process with uvicorn, or N workers under gunicorn."""
 
+import logging.config
 import os
 import shutil
 import sys
 
 from hayhooks.server.cluster import claim_runtime_dir
+from hayhooks.server.security import open_deploy_warning
 from hayhooks.settings import get_settings
 
 
@@ -28,6 +30,10 @@ def _run_uvicorn() -> None:
     from hayhooks.logs import logging_dict_config
 
     settings = get_settings()
+    log_config = logging_dict_config(settings)
+    logging.config.dictConfig(log_config)
+    if warning := open_deploy_warning(settings):
+        logging.getLogger("hayhooks").warning("%s", warning)
     owned = claim_runtime_dir(settings)
     try:
         uvicorn.run(
@@ -38,7 +44,7 @@ def _run_uvicorn() -> None:
             root_path=settings.root_path,
             timeout_graceful_shutdown=settings.graceful_timeout,
             timeout_keep_alive=settings.keepalive,
-            log_config=logging_dict_config(settings),
+            log_config=log_config,
             access_log=False,  # the hayhooks.access lines replace uvicorn's
         )
     finally:

@@ -4,6 +4,7 @@ Each route is bound to one loaded revision: a request runs to the end on the rev
 matched it, even if a newer one is swapped in meanwhile.
 """
 
+import asyncio
 import logging
 import os
 import time
@@ -11,16 +12,19 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Body, FastAPI, HTTPException, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match
 from starlette.types import Message, Receive, Scope, Send
 
+from hayhooks.errors import redact_paths
 from hayhooks.pipelines.loader import LoadedPipeline
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.server.metrics import RunMetrics
+from hayhooks.server.security import Guard
 
 logger = logging.getLogger("hayhooks.run")
 
@@ -28,25 +32,41 @@ REVISION_HEADER = "x-hayhooks-revision"  # which revision answered: convergence 
 WORKER_HEADER = "x-hayhooks-worker"  # the pid of the worker that answered
 
 
-def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
+@dataclass(frozen=True)
+class RunOptions:
+    """How run routes behave: from the settings, the same for every pipeline."""
+
+    show_tracebacks: bool = False
+    timeout: float | None = None  # seconds before a run answers 504
+    max_concurrent: int | None = None  # runs at once in this worker before 503
+    guard: Guard | None = None  # the API token check, when one is set
+
+
+def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
     """The route that serves one revision of one pipeline."""
     request_model = loaded.request_model
     required = any(field.is_required() for field in request_model.model_fields.values())
     default = ... if required else None
-
     headers = {REVISION_HEADER: loaded.revision, WORKER_HEADER: str(os.getpid())}
 
     async def run_pipeline(response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
         response.headers.update(headers)
+        running = loaded.run(body if body is not None else request_model())
         try:
-            result = await loaded.run(body if body is not None else request_model())
+            result = await (asyncio.wait_for(running, options.timeout) if options.timeout else running)
         except HTTPException:
             raise
+        except TimeoutError as error:
+            logger.warning("pipeline %s timed out after %ss", loaded.name, options.timeout)
+            raise HTTPException(
+                504, f"Pipeline '{loaded.name}' did not finish within {options.timeout:g}s (HAYHOOKS_RUN_TIMEOUT)"
+            ) from error
         except Exception as error:
             logger.exception("pipeline %s (revision %s) failed", loaded.name, loaded.revision)
-            detail = f"Pipeline execution failed: {error}"
-            if show_tracebacks:
-                detail += "\n" + traceback.format_exc()
+            if options.show_tracebacks:
+                detail = f"Pipeline execution failed: {error}\n{traceback.format_exc()}"
+            else:
+                detail = f"Pipeline execution failed: {redact_paths(str(error))}"
             raise HTTPException(status_code=500, detail=detail) from error
         return {"result": result}
 
@@ -60,8 +80,18 @@ def run_route(loaded: LoadedPipeline, *, show_tracebacks: bool) -> APIRoute:
         description=loaded.description or None,
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
-        responses={404: {"description": "The pipeline is not deployed"}, 500: {"description": "The run failed"}},
+        dependencies=[Depends(options.guard)] if options.guard else None,
+        responses=_RUN_ERRORS,
     )
+
+
+_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "HAYHOOKS_API_TOKEN is set and the request has no valid bearer token"},
+    404: {"description": "The pipeline is not deployed"},
+    500: {"description": "The pipeline raised an error"},
+    503: {"description": "This worker runs HAYHOOKS_MAX_CONCURRENT_RUNS already"},
+    504: {"description": "The run took longer than HAYHOOKS_RUN_TIMEOUT"},
+}
 
 
 @dataclass(frozen=True)
@@ -80,10 +110,11 @@ class PipelineRoutes(BaseRoute):
     assignment; the revision chosen when a request matched is the one that handles it.
     """
 
-    def __init__(self, registry: PipelineRegistry, *, show_tracebacks: bool) -> None:
+    def __init__(self, registry: PipelineRegistry, options: RunOptions) -> None:
         self.registry = registry
-        self.show_tracebacks = show_tracebacks
+        self.options = options
         self._table: dict[str, _Served] = {}  # path -> what serves it
+        self._running = 0
 
     def routes(self) -> list[APIRoute]:
         return [served.route for served in self._table.values()]
@@ -97,7 +128,7 @@ class PipelineRoutes(BaseRoute):
             if cached and cached.revision == loaded.revision:
                 table[path] = cached
             else:
-                route = run_route(loaded, show_tracebacks=self.show_tracebacks)
+                route = run_route(loaded, self.options)
                 table[path] = _Served(loaded.revision, route, RunMetrics(name))
         changed = table.keys() != self._table.keys() or any(table[p] is not self._table[p] for p in table)
         self._table = table
@@ -115,6 +146,16 @@ class PipelineRoutes(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the matched revision's route, counting the request in its pipeline's metrics."""
         served: _Served = scope[_SERVED_KEY]
+        limit = self.options.max_concurrent
+        if limit is not None and self._running >= limit:
+            served.metrics.finished(503, 0.0)
+            busy = JSONResponse(
+                {"detail": f"This worker already runs {limit} pipelines (HAYHOOKS_MAX_CONCURRENT_RUNS); retry"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
+            return
         status = 500
 
         async def send_and_note_status(message: Message) -> None:
@@ -123,11 +164,13 @@ class PipelineRoutes(BaseRoute):
                 status = message["status"]
             await send(message)
 
+        self._running += 1
         served.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
             await served.route.handle(scope, receive, send_and_note_status)
         finally:
+            self._running -= 1
             served.metrics.in_flight.dec()
             served.metrics.finished(status, time.perf_counter() - started)
 
@@ -135,9 +178,9 @@ class PipelineRoutes(BaseRoute):
 _SERVED_KEY = "hayhooks.served"
 
 
-def install(app: FastAPI, registry: PipelineRegistry, *, show_tracebacks: bool) -> PipelineRoutes:
+def install(app: FastAPI, registry: PipelineRegistry, options: RunOptions) -> PipelineRoutes:
     """Put the pipeline routes first in ``app`` and make ``/openapi.json`` follow them."""
-    routes = PipelineRoutes(registry, show_tracebacks=show_tracebacks)
+    routes = PipelineRoutes(registry, options)
     app.router.routes.insert(0, routes)
     fixed = [route for route in app.routes if route is not routes]
 

@@ -1,0 +1,16 @@
+"""Error messages meant for API clients: what went wrong, without the server's filesystem layout."""
+
+import re
+
+# An absolute path of two or more parts; only its last part (the file name) is kept.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"():,\[\]]+/)+([^\s/'\"():,\[\]]+)")
+
+
+def redact_paths(message: str) -> str:
+    """``/srv/pipelines/.staging-x/pipeline_wrapper.py`` becomes ``pipeline_wrapper.py``."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an exception, paths redacted."""
+    return redact_paths(f"{type(error).__name__}: {error}")
