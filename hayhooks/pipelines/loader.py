@@ -5,8 +5,12 @@ imported as its own private package, so two revisions never share module state a
 leaves nothing behind in ``sys.modules``.
 """
 
+import ast
+import contextlib
+import importlib.machinery
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 import time
@@ -27,11 +31,12 @@ from hayhooks.pipelines.models import (
     response_model_from_callable,
     result_model,
 )
-from hayhooks.pipelines.source import WRAPPER_FILE, Entry
+from hayhooks.pipelines.source import WRAPPER_FILE, Entry, is_ignored
 from hayhooks.pipelines.wrapper import BasePipelineWrapper
 
 _PACKAGE_PREFIX = "hayhooks_pipelines"
-_import_lock = threading.Lock()  # sys.path and sys.modules edits of concurrent loads must not interleave
+_import_lock = threading.Lock()  # wrappers that need their folder on sys.path import one at a time
+_namespace_lock = threading.Lock()
 
 
 class PipelineLoadError(Exception):
@@ -156,17 +161,24 @@ def _wrapper_runner(method: Callable, *, is_async: bool) -> Callable[[BaseModel]
 def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, tuple[str, ...]]:
     """Import ``folder/pipeline_wrapper.py`` as ``package.pipeline_wrapper``.
 
-    Relative imports (``from .helpers import x``) resolve inside the package; absolute imports of
-    sibling modules (``import helpers``) work while the module executes and are then moved out of
-    the global module namespace, so another pipeline's ``helpers`` is never confused with this one.
+    Relative imports (``from .helpers import x``) resolve inside the package, and such imports run
+    without any lock: one whose module code hangs holds up no other load. Absolute imports of
+    sibling modules (``import helpers``) need the folder on ``sys.path`` while the module executes,
+    so those wrappers import one at a time; their siblings are then moved out of the global module
+    namespace, so another pipeline's ``helpers`` is never confused with this one.
     """
-    with _import_lock:
+    absolute = _imports_siblings_absolutely(folder)
+    with _import_lock if absolute else contextlib.nullcontext():
         before = set(sys.modules)
-        sys.path.insert(0, str(folder))
+        finders = _use_source_finders(folder)
+        if absolute:
+            sys.path.insert(0, str(folder))
         try:
-            _ensure_namespace(_PACKAGE_PREFIX)
+            with _namespace_lock:
+                _ensure_namespace(_PACKAGE_PREFIX)
+            init = str(folder / "__init__.py")
             spec = importlib.util.spec_from_file_location(
-                package, folder / "__init__.py", submodule_search_locations=[str(folder)]
+                package, init, loader=_SourceLoader(package, init), submodule_search_locations=[str(folder)]
             )
             package_module = importlib.util.module_from_spec(spec)
             sys.modules[package] = package_module
@@ -174,23 +186,88 @@ def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, 
                 spec.loader.exec_module(package_module)
             module = importlib.import_module(f"{package}.pipeline_wrapper")
         except BaseException as error:
-            _forget(tuple(set(sys.modules) - before))
+            _forget(_own_modules(package, folder, before))
             if isinstance(error, Exception):
                 raise PipelineLoadError(f"Failed to import {WRAPPER_FILE} of '{name}': {describe(error)}") from error
             raise
         finally:
-            sys.path.remove(str(folder))
-        new_modules = tuple(set(sys.modules) - before)
-        for module_name in new_modules:  # sibling modules imported absolutely stay private
-            if not module_name.startswith(_PACKAGE_PREFIX) and _is_inside(sys.modules[module_name], folder):
-                sys.modules.pop(module_name)
-        return module, tuple(m for m in new_modules if m.startswith(package))
+            if absolute:
+                sys.path.remove(str(folder))
+            for path in finders:
+                sys.path_importer_cache.pop(path, None)
+        modules = _own_modules(package, folder, before)
+        _forget(tuple(m for m in modules if not m.startswith(_PACKAGE_PREFIX)))  # siblings imported absolutely
+        return module, tuple(m for m in modules if m.startswith(_PACKAGE_PREFIX))
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles pipeline code from its source at every load and writes no ``__pycache__``.
+
+    A cached ``.pyc`` is trusted when its source's mtime, in whole seconds, and size match: an edit
+    of the same size within one second would otherwise keep running the previous code under the
+    new revision's name.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
+def _use_source_finders(folder: Path) -> list[str]:
+    """Make imports from ``folder`` and its subfolders use fresh finders (no stale directory
+    listing) with :class:`_SourceLoader`; return the paths to forget once the import is done."""
+    loaders = (
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (_SourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+    )
+    paths = [str(folder)]
+    for dirpath, dirnames, _ in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not is_ignored(d)]
+        paths += [os.path.join(dirpath, d) for d in dirnames]
+    for path in paths:
+        sys.path_importer_cache[path] = importlib.machinery.FileFinder(path, *loaders)
+    return paths
+
+
+def _imports_siblings_absolutely(folder: Path) -> bool:
+    """Whether a module of the folder imports one of the folder's own modules by its bare name."""
+    siblings = {p.stem if p.suffix == ".py" else p.name for p in folder.iterdir() if p.suffix == ".py" or p.is_dir()}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not is_ignored(d)]
+        for file_name in filenames:
+            if not file_name.endswith(".py") or is_ignored(file_name):
+                continue
+            try:
+                tree = ast.parse(Path(dirpath, file_name).read_bytes())
+            except (SyntaxError, ValueError, OSError):
+                return True  # cannot tell: import the careful way (the import reports the error)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported = [node.module]
+                else:
+                    continue
+                if any(module.split(".")[0] in siblings for module in imported):
+                    return True
+    return False
 
 
 def _ensure_namespace(name: str) -> None:
     if name not in sys.modules:
         spec = importlib.util.spec_from_loader(name, loader=None, is_package=True)
         sys.modules[name] = importlib.util.module_from_spec(spec)
+
+
+def _own_modules(package: str, folder: Path, before: set[str]) -> tuple[str, ...]:
+    """The modules this import added: ``package`` and its submodules, and sibling modules of
+    ``folder`` imported by bare name (not what concurrent loads of other pipelines added)."""
+
+    def own(module_name: str) -> bool:
+        if module_name.startswith(_PACKAGE_PREFIX):
+            return module_name == package or module_name.startswith(f"{package}.")
+        return _is_inside(sys.modules.get(module_name), folder)
+
+    return tuple(filter(own, set(sys.modules) - before))
 
 
 def _is_inside(module: Any, folder: Path) -> bool:

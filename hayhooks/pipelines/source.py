@@ -27,6 +27,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp", ".swx", ".tmp")
 _IGNORED_NAMES = {"__pycache__"}
 _LOCK_FILE = ".hayhooks-deploy.lock"
+_MAX_NAME_BYTES = 255  # NAME_MAX of Linux filesystems
 
 EntryKind = Literal["files", "yaml"]
 
@@ -74,7 +75,8 @@ def check_name(name: str) -> str:
 
 
 def check_file_names(files: dict[str, str]) -> None:
-    """Each file name must be a relative path that stays inside the pipeline's folder."""
+    """Each file name must be a relative path that stays inside the pipeline's folder, that the
+    filesystem can store, and that no other file name uses as a folder."""
     for file_name in files:
         path = PurePosixPath(file_name)
         if (
@@ -87,6 +89,12 @@ def check_file_names(files: dict[str, str]) -> None:
             raise InvalidFileName(f"Invalid file name {file_name!r}: use a relative path inside the pipeline folder")
         if any(is_ignored(part) for part in path.parts):
             raise InvalidFileName(f"Invalid file name {file_name!r}: hidden files and build debris are not served")
+        if any(len(part.encode("utf-8", "replace")) > _MAX_NAME_BYTES for part in path.parts):
+            raise InvalidFileName(f"Invalid file name {file_name!r}: each part must be 1 to 255 bytes")
+        if not file_name.isprintable():  # control characters, lone surrogates
+            raise InvalidFileName(f"Invalid file name {file_name!r}: use printable characters")
+        if any("/".join(path.parts[:depth]) in files for depth in range(1, len(path.parts))):
+            raise InvalidFileName(f"Invalid file name {file_name!r}: a file of the same name is in its way")
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:

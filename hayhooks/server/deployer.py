@@ -59,7 +59,7 @@ class Deployer:
             check_file_names(files)
         except SourceError as error:
             raise DeployRejected(422, str(error)) from error
-        staged = await asyncio.to_thread(self.source.stage_files, name, files)
+        staged = await asyncio.to_thread(self.source.stage_files, name, _encoded(files))
         return await self._validate_and_publish(name, staged, "files", overwrite)
 
     async def deploy_yaml(self, name: str, source_code: str, *, overwrite: bool, description: str | None) -> str:
@@ -125,6 +125,17 @@ class Deployer:
                 return False
             self.source.remove(name)
             return True
+
+
+def _encoded(files: dict[str, str]) -> dict[str, str | bytes]:
+    """The files' UTF-8 bytes; text that cannot be encoded (lone surrogates) is refused, not half-written."""
+    encoded: dict[str, str | bytes] = {}
+    for file_name, content in files.items():
+        try:
+            encoded[file_name] = content.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise DeployRejected(422, f"File {file_name!r} is not valid UTF-8 text: {error.reason}") from error
+    return encoded
 
 
 def _with_description(source_code: str, description: str) -> str:
