@@ -1,10 +1,10 @@
-# make install | run | test | smoke | lint | bench       (README: "Two commands")
+# make install | run | test | smoke | lint | bench | cluster-demo       (README: "Two commands")
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export HAYSTACK_TELEMETRY_ENABLED := False
 
-.PHONY: install run test smoke lint bench
+.PHONY: install tools run test smoke lint bench cluster-demo
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,12 @@ run: install
 	cp -rn examples/pipelines/. pipelines/
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install
+# System tools the tests need beyond the venv: nginx (for tests/test_cluster.py), installed with
+# apt-get when missing and running as root, else a clear error.
+tools:
+	scripts/ensure-nginx.sh
+
+test: install tools
 	$(BIN)/pytest
 	$(BIN)/python -m tests.smoke
 
@@ -35,3 +40,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# Two instances (2 workers each) over one pipelines directory behind nginx: deploy, status,
+# kill one instance under load, restart it, undeploy; every step printed and checked.
+cluster-demo: install tools
+	$(BIN)/python -m tests.cluster_demo

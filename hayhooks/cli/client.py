@@ -55,8 +55,11 @@ def request(
     path: str,
     payload: dict[str, Any] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    server: str | None = None,
 ) -> Any:
     """Send one request to ``{server}/{path}`` and return the decoded JSON answer (or its text).
+
+    ``server`` overrides the URL of ``--server`` and the settings, for commands that call several.
 
     The standard library's client, not httpx: a client command should start in a blink, and
     importing httpx alone takes longer than the whole request.
@@ -67,7 +70,7 @@ def request(
 
     from hayhooks.settings import get_settings
 
-    base = server_url(ctx)
+    base = server.rstrip("/") if server else server_url(ctx)
     body = json.dumps(payload).encode() if payload is not None else None
     headers = {"Accept": "application/json", **_authorization(ctx)}
     if body is not None:

@@ -12,7 +12,7 @@ import typer
 
 from hayhooks.cli import pipeline
 from hayhooks.cli.client import Target, fail, request, server_url
-from hayhooks.cli.status import render_status
+from hayhooks.cli.status import compare_instances, render_status
 
 app = typer.Typer(
     name="hayhooks",
@@ -105,16 +105,42 @@ def run(
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    instances: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[URL]...",
+            help="Instances to compare (each one's own URL, not a load balancer's); default: the --server one.",
+        ),
+    ] = None,
+) -> None:
     """Show pipeline states and worker revisions.
 
     One row per pipeline with its state and the revision each worker serves, whether the workers
-    agree, and the errors of pipelines that failed to load.
+    agree, and the errors of pipelines that failed to load. Given several instance URLs: that for
+    each, then whether every worker of every instance serves the same revisions; exits 1 if not
+    (or if an instance does not answer).
     """
-    answer = request(ctx, "GET", "status", timeout=10.0)
-    if not isinstance(answer, dict):
-        fail(f"unexpected /status answer: {answer!r}")
-    typer.echo(render_status(server_url(ctx), answer))
+    if not instances:
+        answer = request(ctx, "GET", "status", timeout=10.0)
+        if not isinstance(answer, dict):
+            fail(f"unexpected /status answer: {answer!r}")
+        typer.echo(render_status(server_url(ctx), answer))
+        return
+    answers: dict[str, dict | None] = {}
+    for url in instances:
+        try:
+            answer = request(ctx, "GET", "status", timeout=10.0, server=url)
+        except typer.Exit:  # the reason is already on stderr; compare the others
+            answer = None
+        answers[url] = answer if isinstance(answer, dict) else None
+        if answers[url] is not None:
+            typer.echo(render_status(url.rstrip("/"), answers[url]) + "\n")
+    agree, summary = compare_instances(answers)
+    typer.echo(summary)
+    if not agree:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -30,6 +30,22 @@ def render_status(url: str, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare_instances(answers: dict[str, dict[str, Any] | None]) -> tuple[bool, str]:
+    """Whether every worker of every instance serves the same revision of every pipeline, and a line
+    saying so. ``answers`` maps each instance's URL to its ``/status`` answer (``None``: no answer)."""
+    missing = [url for url, data in answers.items() if data is None]
+    workers = [w for data in answers.values() if data for w in (data.get("cluster") or {}).get("workers") or []]
+    names = sorted({name for worker in workers for name in worker.get("pipelines") or {}})
+    split = [name for name in names if len({_cell(worker, name) for worker in workers}) > 1]
+    starting = [url for url, data in answers.items() if data and (data.get("cluster") or {}).get("starting")]
+    if not missing and not split and not starting and workers:
+        return True, f"all {len(answers)} instances ({len(workers)} workers) agree"
+    reasons = [f"revisions differ for {', '.join(split)}"] if split else []
+    reasons += [f"starting: {', '.join(starting)}"] if starting else []
+    reasons += [f"no answer from {', '.join(missing)}"] if missing else []
+    return False, f"instances disagree: {'; '.join(reasons) or 'no workers reported'}"
+
+
 def _headline(url: str, data: dict[str, Any]) -> str:
     """``hayhooks at URL: Up!``, naming the worker that answered when the server says."""
     line = f"hayhooks at {url}: {data.get('status', 'answered')}"
