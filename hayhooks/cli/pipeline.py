@@ -96,7 +96,12 @@ def deploy_files(
     overwrite: Overwrite = False,
     skip_saving_files: Annotated[
         bool,
-        typer.Option("--skip-saving-files", "-s", help="Ask the server not to save the files on its disk."),
+        typer.Option(
+            "--skip-saving-files",
+            "-s",
+            help="Send save_files=false, as the published Hayhooks CLI does; this server refuses it (422), "
+            "because every worker serves what the pipelines directory holds.",
+        ),
     ] = False,
     wait: Wait = True,
 ) -> None:
