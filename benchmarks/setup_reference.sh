@@ -22,7 +22,7 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 installed() {
-    "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hayhooks') != '$version')" 2>/dev/null
+    "$venv/bin/python" -I -c "import importlib.metadata as m, sys; sys.exit(m.version('hayhooks') != '$version')" 2>/dev/null
 }
 
 if ! installed; then
@@ -31,5 +31,5 @@ if ! installed; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet "hayhooks==$version"
 fi
-installed
-echo "reference: $("$venv/bin/python" -c "import importlib.metadata as m; print('hayhooks', m.version('hayhooks'), 'haystack-ai', m.version('haystack-ai'))") in $venv" >&2
+installed || { echo "hayhooks==$version did not install into $venv" >&2; exit 1; }
+echo "reference: $("$venv/bin/python" -I -c "import importlib.metadata as m; print('hayhooks', m.version('hayhooks'), 'haystack-ai', m.version('haystack-ai'))") in $venv" >&2
