@@ -108,6 +108,12 @@ def test_log_settings_are_validated():
 # --- one worker in-process --------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def access_log_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The access log is off by default; these tests are about what it writes when it is on."""
+    monkeypatch.setenv("HAYHOOKS_ACCESS_LOG", "true")
+
+
 @pytest.fixture
 def json_lines(caplog: pytest.LogCaptureFixture) -> Iterator[JsonLines]:
     """The JSON lines hayhooks' handler writes while the test runs, as dicts.
@@ -223,7 +229,7 @@ def entries_once(server: Server, found: Callable[[dict], bool]) -> list[dict]:
 
 def test_gunicorn_writes_only_json_with_request_ids_and_reload_revisions(pipelines_dir: Path, tmp_path: Path):
     samples.write_wrapper(pipelines_dir, "versioned", samples.versioned("one"))
-    server = start_gunicorn(pipelines_dir, tmp_path, workers=2, HAYHOOKS_LOG_FORMAT="json")
+    server = start_gunicorn(pipelines_dir, tmp_path, workers=2, HAYHOOKS_LOG_FORMAT="json", HAYHOOKS_ACCESS_LOG="true")
     try:
         server.wait_ready()
         old = wait_until(lambda: every_worker_serves(server, "versioned", {}), 30, 0.2, "every worker to serve")
@@ -276,7 +282,7 @@ def test_gunicorn_without_access_log_writes_no_access_lines(pipelines_dir: Path,
 
 def test_hayhooks_run_writes_json_and_one_access_line_per_request(pipelines_dir: Path, tmp_path: Path):
     samples.write_wrapper(pipelines_dir, "greet", samples.GREET)
-    server = start_hayhooks(pipelines_dir, tmp_path, HAYHOOKS_LOG_FORMAT="json")
+    server = start_hayhooks(pipelines_dir, tmp_path, HAYHOOKS_LOG_FORMAT="json", HAYHOOKS_ACCESS_LOG="true")
     try:
         server.wait_ready()
         httpx.post(f"{server.url}/greet/run", json={"name": "Ada"}, headers={"X-Request-ID": "solo"})
@@ -293,7 +299,7 @@ def test_plain_uvicorn_gets_the_same_format_from_create_app(pipelines_dir: Path,
     samples.write_wrapper(pipelines_dir, "greet", samples.GREET)
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "hayhooks.server.app:create_app", "--port", str(port)]
-    env = server_env(pipelines_dir, port, HAYHOOKS_LOG_FORMAT="json")
+    env = server_env(pipelines_dir, port, HAYHOOKS_LOG_FORMAT="json", HAYHOOKS_ACCESS_LOG="true")
     server = Server(command, env, port, tmp_path / "uvicorn.log")
     try:
         server.wait_ready()

@@ -1,5 +1,6 @@
 """GET /metrics sums every worker of a real gunicorn, and forgets dead workers' live gauges."""
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -102,7 +103,10 @@ def test_scrapes_stay_small_after_many_worker_restarts(pipelines_dir: Path, tmp_
         first = set(server.worker_pids())
         ok = 0
         for _ in range(120):
-            ok += httpx.post(f"{server.url}/ver/run", json={}, timeout=30).status_code == 200
+            # a connection accepted just as its worker retires can be reset (uvicorn's max_requests)
+            with contextlib.suppress(httpx.TransportError):
+                ok += httpx.post(f"{server.url}/ver/run", json={}, timeout=30).status_code == 200
+        assert ok >= 100
         assert not first & server.worker_pids(), "max_requests should have replaced the first workers"
         wait_until(lambda: httpx.get(f"{server.url}/ready").status_code == 200, 30)
         result = scrape(server)

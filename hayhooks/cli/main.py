@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hayhooks.cli import pipeline
+from hayhooks.cli import bench, pipeline
 from hayhooks.cli.client import Target, fail, request, server_url
 from hayhooks.cli.status import compare_instances, render_status
 
@@ -171,6 +171,9 @@ def deploy(
         pipeline.deploy_yaml(ctx, path, name=name, overwrite=overwrite, description=None, wait=wait)
     else:
         fail(f"{path} is neither a directory nor a .yml/.yaml file")
+
+
+app.command(name="bench")(bench.bench)
 
 
 def main() -> None:
