@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hayhooks.bench.load import LoadResult, parse_wrk, percentile
-from hayhooks.bench.report import Row, recommend
+from hayhooks.bench.report import Row, recommend, render_recommendation
 from hayhooks.bench.runner import choose_pipeline, sample_body
 from hayhooks.bench.server import MIB, Memory, TreeMemory, parse_smaps_rollup, read_memory, tree_memory
 from tests.support import BIN, REPO
@@ -226,8 +226,13 @@ def test_recommend_takes_the_smallest_count_within_five_percent() -> None:
     # with both preload modes, the same count with less memory wins
     rows = [_row(1, 100), _row(2, 199, pss_mib=180), _row(2, 200, preload=True, pss_mib=150)]
     assert recommend(rows, cores=2).row.preload is True
-    # still growing at the largest count: say so
+    # still growing at the largest count, with cores to spare: say so
     assert "try more" in recommend([_row(1, 100), _row(2, 190)], cores=8).reason
+    # a worker that sat idle is pointed out
+    lopsided = _row(2, 100)
+    lopsided.worker_cores = [0.02, 1.0]
+    rows = [_row(1, 100), lopsided]
+    assert "Uneven: with 2 (no preload) workers" in render_recommendation(recommend(rows, cores=2), rows)
 
 
 def test_choose_pipeline_and_sample_body(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import random
 import re
 import resource
 import shutil
@@ -23,11 +25,35 @@ from pathlib import Path
 GENERATORS = ("auto", "wrk", "builtin")
 REQUEST_TIMEOUT = 10.0  # seconds one request may take before it counts as an error
 
+DEFAULT_RECONNECT = 1.0  # seconds a connection is kept, on average, before it is opened anew
+
 WRK_SCRIPT = """\
--- written by `hayhooks bench`: POST the JSON body in HAYHOOKS_BENCH_BODY to the URL
+-- written by `hayhooks bench`: POST the JSON body in HAYHOOKS_BENCH_BODY to the URL, and re-open
+-- each of the HAYHOOKS_BENCH_CONNECTIONS connections about every HAYHOOKS_BENCH_RECONNECT seconds
+-- (a request with "Connection: close" now and then; 0: never), as many clients over time would.
 wrk.method = "POST"
 wrk.body = os.getenv("HAYHOOKS_BENCH_BODY") or "{}"
 wrk.headers["Content-Type"] = "application/json"
+local keep = wrk.format()
+wrk.headers["Connection"] = "close"
+local close = wrk.format()
+local connections = tonumber(os.getenv("HAYHOOKS_BENCH_CONNECTIONS") or "1")
+local period = tonumber(os.getenv("HAYHOOKS_BENCH_RECONNECT") or "0")
+local second, counted, every, sent = os.time(), 0, 0, 0
+
+request = function()
+  if period <= 0 then return keep end
+  local now = os.time()
+  if now ~= second then
+    -- last second's rate sets how many requests go between two closes: connections / period per second
+    every = math.max(1, math.floor(counted * period / connections))
+    second, counted = now, 0
+  end
+  counted = counted + 1
+  sent = sent + 1
+  if every > 0 and sent % every == 0 then return close end
+  return keep
+end
 """
 
 
@@ -75,12 +101,27 @@ def children_cpu_seconds() -> float:
 
 
 def run_load(
-    generator: str, port: int, path: str, body: str, *, connections: int, duration: float, scratch: Path
+    generator: str,
+    port: int,
+    path: str,
+    body: str,
+    *,
+    connections: int,
+    duration: float,
+    scratch: Path,
+    reconnect: float = DEFAULT_RECONNECT,
 ) -> LoadResult:
-    """Drive ``POST http://127.0.0.1:port/path`` with ``body`` for ``duration`` seconds."""
+    """Drive ``POST http://127.0.0.1:port/path`` with ``body`` for ``duration`` seconds.
+
+    Each connection is re-opened about every ``reconnect`` seconds (0: never). Keep-alive
+    connections opened in one burst tend to be accepted by whichever worker wakes first (its event
+    loop accepts everything pending), so a fixed set of them measures that draw as much as the
+    worker count; re-opening them now and then lets the kernel hand them to the idle workers.
+    """
+    options = dict(connections=connections, duration=duration, reconnect=reconnect)
     if generator == "wrk":
-        return run_wrk(port, path, body, connections=connections, duration=duration, scratch=scratch)
-    return run_builtin(port, path, body, connections=connections, duration=duration)
+        return run_wrk(port, path, body, scratch=scratch, **options)
+    return run_builtin(port, path, body, **options)
 
 
 # --- wrk ------------------------------------------------------------------------------------------------
@@ -89,7 +130,11 @@ _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
 def write_wrk_script(directory: Path) -> Path:
-    """The Lua script that makes wrk POST the body of ``HAYHOOKS_BENCH_BODY``, written into ``directory``."""
+    """The Lua script that makes wrk POST the body in ``HAYHOOKS_BENCH_BODY``, written into ``directory``.
+
+    ``HAYHOOKS_BENCH_CONNECTIONS`` and ``HAYHOOKS_BENCH_RECONNECT`` (seconds, 0 or unset: never)
+    say how often to re-open connections; see ``run_load``.
+    """
     script = directory / "post_json.lua"
     if not script.exists():
         script.write_text(WRK_SCRIPT)
@@ -121,7 +166,9 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
-def run_wrk(port: int, path: str, body: str, *, connections: int, duration: float, scratch: Path) -> LoadResult:
+def run_wrk(
+    port: int, path: str, body: str, *, connections: int, duration: float, scratch: Path, reconnect: float = 0.0
+) -> LoadResult:
     """``wrk -t1``: one thread is plenty for a loopback server and leaves the cores to it."""
     script = write_wrk_script(scratch)
     seconds = max(1, round(duration))
@@ -131,7 +178,12 @@ def run_wrk(port: int, path: str, body: str, *, connections: int, duration: floa
     try:
         run = subprocess.run(
             command,
-            env={**os.environ, "HAYHOOKS_BENCH_BODY": body},
+            env={
+                **os.environ,
+                "HAYHOOKS_BENCH_BODY": body,
+                "HAYHOOKS_BENCH_CONNECTIONS": str(connections),
+                "HAYHOOKS_BENCH_RECONNECT": str(reconnect),
+            },
             capture_output=True,
             text=True,
             timeout=seconds + REQUEST_TIMEOUT + 30,
@@ -148,9 +200,20 @@ def run_wrk(port: int, path: str, body: str, *, connections: int, duration: floa
 # --- the built-in generator -----------------------------------------------------------------------------
 
 
-def run_builtin(port: int, path: str, body: str, *, connections: int, duration: float) -> LoadResult:
+def run_builtin(
+    port: int, path: str, body: str, *, connections: int, duration: float, reconnect: float = 0.0
+) -> LoadResult:
     """The built-in generator in a separate process, so its CPU time is its own and measurable."""
-    spec = json.dumps({"port": port, "path": path, "body": body, "connections": connections, "duration": duration})
+    spec = json.dumps(
+        {
+            "port": port,
+            "path": path,
+            "body": body,
+            "connections": connections,
+            "duration": duration,
+            "reconnect": reconnect,
+        }
+    )
     before = children_cpu_seconds()
     try:
         run = subprocess.run(
@@ -204,13 +267,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, keep_alive
 
 
-async def _connection(port: int, request: bytes, deadline: float, stats: _Stats) -> None:
-    """One client: send, wait for the answer, send again, until ``deadline``; reconnect when needed."""
+async def _connection(port: int, request: bytes, deadline: float, reconnect: float, stats: _Stats) -> None:
+    """One client: send, wait for the answer, send again, until ``deadline``; re-open the connection
+    about every ``reconnect`` seconds (0: only when it breaks)."""
     reader = writer = None
+    reopen_at = math.inf
     while time.monotonic() < deadline:
         try:
             if writer is None:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), REQUEST_TIMEOUT)
+                if reconnect > 0:  # spread at random so the connections are not re-opened together
+                    reopen_at = time.monotonic() + reconnect * random.uniform(0.5, 1.5)
             started = time.monotonic()
             writer.write(request)
             status, keep_alive = await asyncio.wait_for(_read_response(reader), REQUEST_TIMEOUT)
@@ -227,14 +294,14 @@ async def _connection(port: int, request: bytes, deadline: float, stats: _Stats)
         stats.latencies.append(finished - started)
         if not 200 <= status < 300:
             stats.non_2xx += 1
-        if not keep_alive:
+        if not keep_alive or finished >= reopen_at:
             writer.close()
             reader = writer = None
     if writer is not None:
         writer.close()
 
 
-async def closed_loop(port: int, path: str, body: str, connections: int, duration: float) -> dict:
+async def closed_loop(port: int, path: str, body: str, connections: int, duration: float, reconnect: float) -> dict:
     """``connections`` clients in a closed loop for ``duration`` seconds; the LoadResult fields."""
     data = body.encode()
     request = (
@@ -244,7 +311,7 @@ async def closed_loop(port: int, path: str, body: str, connections: int, duratio
     stats = _Stats()
     started = time.monotonic()
     deadline = started + duration
-    tasks = [asyncio.create_task(_connection(port, request, deadline, stats)) for _ in range(connections)]
+    tasks = [asyncio.create_task(_connection(port, request, deadline, reconnect, stats)) for _ in range(connections)]
     _, pending = await asyncio.wait(tasks, timeout=duration + 0.05)
     for task in pending:  # requests still in flight at the end are not counted
         task.cancel()
@@ -280,7 +347,11 @@ def main(argv: list[str] | None = None) -> None:
         runner = uvloop.run
     except ImportError:
         pass
-    result = runner(closed_loop(spec["port"], spec["path"], spec["body"], spec["connections"], spec["duration"]))
+    result = runner(
+        closed_loop(
+            spec["port"], spec["path"], spec["body"], spec["connections"], spec["duration"], spec.get("reconnect", 0.0)
+        )
+    )
     print(json.dumps(result))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hayhooks.bench.load import LoadResult
@@ -24,6 +24,7 @@ class Row:
     server_cores: float  # server CPU seconds / wall seconds
     generator_cores: float  # load generator CPU seconds / wall seconds
     other_cores: float  # everything else on the machine, same unit
+    worker_cores: list[float] = field(default_factory=list)  # each worker's CPU seconds / wall seconds
 
     @property
     def rps(self) -> float:
@@ -52,6 +53,7 @@ COLUMNS = (
     "USS MiB",
     "PSS/worker MiB",
     "server CPU",
+    "per worker",
     "load gen CPU",
     "other CPU",
 )
@@ -63,6 +65,22 @@ def _mib(value: int | None) -> str:
 
 def _number(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    low, high = min(values), max(values)
+    return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
+
+
+def unbalanced(row: Row) -> bool:
+    """Some worker was mostly idle while another was busy: the connections did not spread."""
+    return (
+        len(row.worker_cores) > 1
+        and max(row.worker_cores) > 0.2
+        and min(row.worker_cores) < 0.5 * max(row.worker_cores)
+    )
 
 
 def row_cells(row: Row) -> list[str]:
@@ -78,6 +96,7 @@ def row_cells(row: Row) -> list[str]:
         _mib(memory.total.uss if memory else None),
         _mib(memory.per_worker.pss if memory else None),
         _number(row.server_cores, 2),
+        _spread(row.worker_cores),
         _number(row.generator_cores, 2),
         _number(row.other_cores, 2),
     ]
@@ -107,29 +126,48 @@ def recommend(rows: list[Row], cores: int) -> Recommendation:
     return Recommendation(choice, best, _reason(choice, _same_mode(rows, choice.preload), cores))
 
 
+def _busy(row: Row) -> float:
+    """Cores busy during the row's measurement: the server, the load generator and everything else."""
+    return row.server_cores + row.generator_cores + row.other_cores
+
+
 def _reason(choice: Row, mode: list[Row], cores: int) -> str:
     counts = [row.workers for row in mode]
     cost = _memory_per_extra_worker(mode)
     cost_note = f" (each extra worker costs about {cost:.0f} MiB)" if cost is not None else ""
     smaller = [row for row in mode if row.workers < choice.workers]
+    workers = f"{choice.workers} worker{'s' if choice.workers != 1 else ''}"
+    busy = f"{_busy(choice):.1f} of {cores} cores busy"
     if len(counts) == 1:
         return "only one worker count was measured: pass several, e.g. --workers 1,2,4."
-    if choice.workers == max(counts) and smaller and choice.rps > (1 + WITHIN) * smaller[-1].rps:
+    growing = choice.workers == max(counts) and smaller and choice.rps > (1 + WITHIN) * smaller[-1].rps
+    full = _busy(choice) >= 0.9 * cores
+    if growing and not full:
         return (
-            f"throughput still grows at {choice.workers} workers, the most measured: try more"
+            f"throughput still grows at {workers}, the most measured, with cores left ({busy}): try more"
             " (pipelines that wait on I/O can use more workers than cores)."
         )
     if choice.workers >= cores:
-        busy = f", the server keeps {choice.server_cores:.1f} of {cores} cores busy" if choice.server_cores else ""
-        return (
-            f"CPU-bound: throughput stops growing at the core count ({cores} cores{busy}); more workers only add"
-            f" memory{cost_note} and latency."
+        text = (
+            f"CPU-bound: throughput stops growing once the {cores} cores are busy ({busy} at {workers});"
+            f" more workers only add memory{cost_note} and latency."
         )
-    rest = choice.generator_cores + choice.other_cores
+        one_per_core = next((row for row in mode if row.workers == cores), None)
+        if choice.workers > cores and one_per_core is not None and _busy(one_per_core) < 0.9 * cores:
+            text += (
+                f" One worker per core kept only {_busy(one_per_core):.1f} cores busy (a worker leaves part of its"
+                " core idle even with requests waiting); a few more workers fill those gaps."
+            )
+        return text
+    if full:
+        return (
+            f"the cores are full at {workers} already (the server {choice.server_cores:.1f}, the load generator"
+            f" and other processes {choice.generator_cores + choice.other_cores:.1f} of {cores}): more workers"
+            f" only add memory{cost_note}; on a machine of its own the server could use one worker per core."
+        )
     return (
-        f"throughput stops growing at {choice.workers} worker{'s' if choice.workers != 1 else ''}, below the"
-        f" {cores} cores: the server already keeps {choice.server_cores:.1f} cores busy and the load generator and"
-        f" other processes take {rest:.1f}; more workers only add memory{cost_note}."
+        f"throughput stops growing at {workers} with cores left ({busy}): something else limits it (a lock or a"
+        f" remote service the pipeline waits on, or too few --connections); more workers only add memory{cost_note}."
     )
 
 
@@ -158,6 +196,11 @@ def render_recommendation(recommendation: Recommendation, rows: list[Row]) -> st
         f": {row.rps:.1f} req/s ({best_text}), {memory_text}.",
         f"Why: {recommendation.reason}",
     ]
+    if uneven := [f"{r.workers} ({'preload' if r.preload else 'no preload'})" for r in rows if unbalanced(r)]:
+        lines.append(
+            f"Uneven: with {', '.join(uneven)} workers some worker was mostly idle (see 'per worker'): its row"
+            " understates that count; rerun, or re-open connections more often (--reconnect)."
+        )
     if saving := _preload_saving(rows, row.workers):
         lines.append(f"Preload saves {saving:.0f} MiB (PSS) at {row.workers} workers.")
     return "\n".join(lines)

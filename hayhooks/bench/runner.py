@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hayhooks.bench.load import LoadResult, resolve_generator, run_load
+from hayhooks.bench.load import DEFAULT_RECONNECT, LoadResult, resolve_generator, run_load
 from hayhooks.bench.report import Row
-from hayhooks.bench.server import GunicornServer, call, machine_busy_seconds
+from hayhooks.bench.server import CLOCK_TICKS, GunicornServer, call, cpu_ticks, machine_busy_seconds
 
 DEFAULT_PIPELINE = "cpu_heavy"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -41,6 +41,8 @@ class BenchConfig:
     warmup: float = 2.0
     connections: int = 32
     generator: str = "auto"
+    reconnect: float = DEFAULT_RECONNECT
+    repeats: int = 1
     start_timeout: float = 120.0
 
 
@@ -223,32 +225,48 @@ def _measure(
             progress(f"body {body} (from the request schema; --body to choose one)")
         _probe(server, path, body)
         server.wait_idle()
-        load = dict(connections=config.connections, scratch=scratch)
+        load = dict(connections=config.connections, scratch=scratch, reconnect=config.reconnect)
         try:
             if config.warmup > 0:
                 run_load(generator, server.port, path, body, duration=config.warmup, **load)
-            server_before, machine_before = server.cpu_seconds(), machine_busy_seconds()
-            clock = time.monotonic()
-            result = run_load(generator, server.port, path, body, duration=config.duration, **load)
-            wall = time.monotonic() - clock
-            server_cpu, machine = server.cpu_seconds() - server_before, machine_busy_seconds() - machine_before
+            rows = []
+            for repeat in range(config.repeats):
+                row = _measure_once(server, generator, path, body, config.duration, load)
+                rows.append(row)
+                prefix = f"{server.label}: " + (f"run {repeat + 1}/{config.repeats}: " if config.repeats > 1 else "")
+                progress(prefix + _summary(row.load))
         except RuntimeError as error:
             raise BenchError(str(error)) from error
-        memory = server.memory()
         if server.process is not None and server.process.poll() is not None:
             raise BenchError(f"the server ({server.label}) died during the measurement; log:\n{server.log_tail()}")
+        row = sorted(rows, key=lambda row: row.rps)[len(rows) // 2]  # the median run
+        row.memory = server.memory()
+    return row, body
+
+
+def _measure_once(server: GunicornServer, generator: str, path: str, body: str, duration: float, load: dict) -> Row:
+    """One measurement: the load generator's numbers and the CPU time of everyone during it."""
+    worker_pids = server.worker_pids()
+    server_before, machine_before = server.cpu_seconds(), machine_busy_seconds()
+    workers_before = [cpu_ticks([pid]) for pid in worker_pids]
+    clock = time.monotonic()
+    result = run_load(generator, server.port, path, body, duration=duration, **load)
+    wall = time.monotonic() - clock
+    server_cpu, machine = server.cpu_seconds() - server_before, machine_busy_seconds() - machine_before
+    workers_cpu = [
+        (cpu_ticks([pid]) - before) / CLOCK_TICKS for pid, before in zip(worker_pids, workers_before, strict=True)
+    ]
     generator_cpu = 0.0 if math.isnan(result.generator_cpu) else result.generator_cpu
-    row = Row(
-        workers=workers,
-        preload=preload,
+    return Row(
+        workers=server.workers,
+        preload=server.preload,
         load=result,
-        memory=memory,
+        memory=None,
         server_cores=server_cpu / wall,
         generator_cores=generator_cpu / wall,
         other_cores=max(0.0, machine - server_cpu - generator_cpu) / wall,
+        worker_cores=[cpu / wall for cpu in workers_cpu],
     )
-    progress(f"{server.label}: {_summary(result)}")
-    return row, body
 
 
 def _summary(result: LoadResult) -> str:

@@ -57,6 +57,10 @@ def bench(
     connections: Annotated[
         int, typer.Option("--connections", "-c", min=1, help="Concurrent keep-alive connections.")
     ] = 32,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, help="Measurements per row; the row shows the median (noisy machines)."),
+    ] = 1,
     preload: Annotated[
         bool, typer.Option("--preload/--no-preload", help="Run the servers with HAYHOOKS_PRELOAD on or off.")
     ] = False,
@@ -69,6 +73,16 @@ def bench(
             help="wrk (when on PATH with auto) or the built-in asyncio generator, in a process of its own.",
         ),
     ] = "auto",
+    reconnect: Annotated[
+        float,
+        typer.Option(
+            "--reconnect",
+            min=0,
+            metavar="SECONDS",
+            help="Re-open each connection about this often, as many clients would (0: keep them for the whole"
+            " run; connections opened at once tend to land on one worker).",
+        ),
+    ] = 1.0,
     plot: Annotated[
         Path | None,
         typer.Option("--plot", metavar="FILE.png", help="Also draw the results into a PNG (needs matplotlib)."),
@@ -110,6 +124,8 @@ def bench(
         warmup=warmup,
         connections=connections,
         generator=load_generator,
+        reconnect=reconnect,
+        repeats=repeats,
         start_timeout=start_timeout,
     )
     cores = os.cpu_count() or 1
@@ -120,14 +136,17 @@ def bench(
     load = " ".join(f"{value:.2f}" for value in outcome.load_before)
     load_after = " ".join(f"{value:.2f}" for value in outcome.load_after)
     generator = f"wrk -t1 -c{connections}" if outcome.generator == "wrk" else f"built-in generator, {connections} conns"
+    generator += f", re-opened every ~{reconnect:g} s" if reconnect else ", kept open"
+    median = f" (median of {repeats})" if repeats > 1 else ""
     typer.echo(
         f"POST /{outcome.pipeline}/run {outcome.body} on {cores} cores; {generator};"
-        f" {warmup:g} s warm-up + {duration:g} s per row; load average {load} before, {load_after} after\n"
+        f" {warmup:g} s warm-up + {duration:g} s per row{median}; load average {load} before, {load_after} after\n"
     )
     typer.echo(report.render_table(outcome.rows))
     typer.echo(
         "\nMemory: PSS summed over the master and workers (shared pages split between their users), USS the"
-        " private part;\nCPU: cores kept busy by the server, the load generator and everything else.\n"
+        " private part.\nCPU: cores kept busy by the server (and the least and most busy worker), the load"
+        " generator and everything else.\n"
     )
     typer.echo(report.render_recommendation(report.recommend(outcome.rows, cores), outcome.rows))
     if note := report.noise_note(outcome.rows, cores, outcome.load_before[0]):
