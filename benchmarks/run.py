@@ -33,7 +33,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,16 +47,26 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+sys.path.insert(0, str(REPO))  # hayhooks.bench is standard-library only: any Python 3.11 can run this file
+
+from hayhooks.bench.server import (  # noqa: E402
+    CLOCK_TICKS,
+    HOST,
+    children,
+    cpu_ticks,
+    free_port,
+    machine_busy_seconds,
+    wait_until,
+)
+
 EXAMPLES = REPO / "examples" / "pipelines"
 WRK_SCRIPT = BENCH_DIR / "post_json.lua"
-HOST = "127.0.0.1"
 REFERENCE_VERSION = "2.1.0"
 SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy")
 ECHO_BODY = {"text": "ping"}
 CPU_BODY: dict[str, Any] = {}
 PROBE = "probe"  # the pipeline that the propagation, redeploy and deploy scenarios change
 START_TIMEOUT = 180.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = ("plain", "ours", "reference")  # the servers of the overhead scenario, in table order
 NOISY_LOAD = 0.10  # more CPU than this used by other processes during a measurement makes it suspect
 
@@ -153,46 +162,11 @@ def fetch(port: int, method: str, path: str, payload: Any = None, timeout: float
 # --- processes ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (a gunicorn or uvicorn master's workers), from /proc."""
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime of ``pids``, in clock ticks."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds passed; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 _LIVE: set[Server] = set()  # every server started and not yet stopped
@@ -486,12 +460,6 @@ def wrk(opts: Options, server: Server, path: str, body: Any) -> WrkResult:
     result.other_load = round(max(0.0, others) / (elapsed * (os.cpu_count() or 1)), 3)
     result.server_cores = round(server_cpu / elapsed, 3)
     return result
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every core spent busy so far, hypervisor steal included (/proc/stat)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def children_cpu_seconds() -> float:
