@@ -27,16 +27,18 @@ run: install
 tools:
 	scripts/ensure-nginx.sh
 
-test: install tools
+test: install tools lint
 	$(BIN)/pytest
-	$(BIN)/python -m tests.smoke
+	$(BIN)/python -m scripts.smoke
 
 smoke: install
-	$(BIN)/python -m tests.smoke
+	$(BIN)/python -m scripts.smoke
 
+# ruff, and the layer contracts of pyproject.toml [tool.importlinter] (README "Layout").
 lint: install
-	$(BIN)/ruff check hayhooks tests benchmarks gunicorn.conf.py
-	$(BIN)/ruff format --check hayhooks tests benchmarks gunicorn.conf.py
+	$(BIN)/ruff check hayhooks tests scripts benchmarks gunicorn.conf.py
+	$(BIN)/ruff format --check hayhooks tests scripts benchmarks gunicorn.conf.py
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python benchmarks/run.py
@@ -44,4 +46,4 @@ bench: install
 # Two instances (2 workers each) over one pipelines directory behind nginx: deploy, status,
 # kill one instance under load, restart it, undeploy; every step printed and checked.
 cluster-demo: install tools
-	$(BIN)/python -m tests.cluster_demo
+	$(BIN)/python -m scripts.cluster_demo

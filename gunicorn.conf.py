@@ -1,3 +1,3 @@
 """gunicorn -c gunicorn.conf.py: hayhooks' packaged configuration, settings from HAYHOOKS_* env vars."""
 
-from hayhooks.server.gunicorn_conf import *  # noqa: F403
+from hayhooks.run.gunicorn_conf import *  # noqa: F403

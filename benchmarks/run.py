@@ -337,7 +337,7 @@ def ours(opts: Options, workers: int, examples: tuple[str, ...] = ("echo",), pro
     if workers == 1:
         argv = [str(opts.venv / "bin" / "hayhooks"), "run"]
     else:
-        argv = [python, "-m", "gunicorn", "--config", "python:hayhooks.server.gunicorn_conf"]
+        argv = [python, "-m", "gunicorn", "--config", "python:hayhooks.run.gunicorn_conf"]
     expected = _expected(pipelines)
 
     def not_ready(server: Server) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 _EXPORTS = {
     "BasePipelineWrapper": "hayhooks.pipelines.wrapper",
-    "create_app": "hayhooks.server.app",
+    "create_app": "hayhooks.http.app",
 }
 __all__ = list(_EXPORTS)
 

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     runtime_dir: Path | None = Field(
         None,
         description="Where workers publish their state for the cluster view; unset: a temp dir per server.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("HAYHOOKS_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR", "metrics_dir"),
+        description="Where workers keep their Prometheus metric files (PROMETHEUS_MULTIPROC_DIR is read too); "
+        "unset: `metrics/` in the runtime folder.",
     )
 
     # --- HTTP behaviour ---

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
-from hayhooks.server.app import create_app  # noqa: E402
+from hayhooks.http.app import create_app  # noqa: E402
 from hayhooks.settings import Settings  # noqa: E402
-from tests import pipelines as samples  # noqa: E402
+from tests.helpers import pipelines as samples  # noqa: E402
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import pipelines as samples
+from tests.helpers import pipelines as samples
 
 
 def test_wrapper_runs_with_sibling_imports_and_files(client):

@@ -17,7 +17,7 @@ from hayhooks.bench.load import LoadResult, parse_wrk, percentile
 from hayhooks.bench.report import Row, recommend, render_recommendation
 from hayhooks.bench.runner import choose_pipeline, sample_body
 from hayhooks.bench.server import MIB, Memory, TreeMemory, parse_smaps_rollup, read_memory, tree_memory
-from tests.support import BIN, REPO
+from tests.helpers.support import BIN, REPO
 
 QUICK = ["--pipeline", "echo", "--workers", "1,2", "--duration", "2", "--warmup", "0.5", "--connections", "8"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import pipelines as samples
-from tests.support import BIN, REPO, Server, start_hayhooks
+from tests.helpers import pipelines as samples
+from tests.helpers.support import BIN, REPO, Server, start_hayhooks
 
 EXAMPLES = REPO / "examples" / "pipelines"
 

@@ -20,7 +20,7 @@ from hayhooks.cli.client import error_message
 from hayhooks.cli.main import app
 from hayhooks.cli.pipeline import collect_files, parse_params
 from hayhooks.cli.status import render_status
-from hayhooks.settings import get_settings
+from hayhooks.settings import Settings
 
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
@@ -318,18 +318,14 @@ def test_status_imports_no_server_modules(server: FakeServer) -> None:
 def test_run_sets_env_and_calls_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
-    def serve() -> None:
-        settings = get_settings()
+    def serve(settings: Settings) -> None:
         seen.update(host=settings.host, port=settings.port, workers=settings.workers, dir=settings.pipelines_dir)
+        seen["env"] = Settings().model_dump() == settings.model_dump()  # what an exec'd gunicorn would read
 
     for variable in ["HOST", "PORT", "PIPELINES_DIR", "WORKERS", "ROOT_PATH", "ADDITIONAL_PYTHON_PATH"]:
         monkeypatch.delenv(f"HAYHOOKS_{variable}", raising=False)
-    monkeypatch.setitem(sys.modules, "hayhooks.server.serve", types.SimpleNamespace(serve=serve))
-    get_settings()  # a cached value the command must clear
-    try:
-        result = runner.invoke(app, ["run", "--host", "0.0.0.0", "-p", "8080", "-w", "2", "-d", str(tmp_path)])
-    finally:
-        get_settings.cache_clear()
+    monkeypatch.setitem(sys.modules, "hayhooks.run.uvicorn", types.SimpleNamespace(serve=serve))
+    result = runner.invoke(app, ["run", "--host", "0.0.0.0", "-p", "8080", "-w", "2", "-d", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert seen == {"host": "0.0.0.0", "port": 8080, "workers": 2, "dir": tmp_path}
+    assert seen == {"host": "0.0.0.0", "port": 8080, "workers": 2, "dir": tmp_path, "env": True}
     assert "HAYHOOKS_ROOT_PATH" not in os.environ

@@ -12,9 +12,9 @@ import pytest
 
 from hayhooks.cli.status import compare_instances
 from hayhooks.pipelines.source import hash_entry
-from tests import pipelines as samples
-from tests.loadbalancer import WORKERS_PER_INSTANCE, Cluster, nginx_binary, served_by_all
-from tests.support import BIN, wait_until
+from tests.helpers import pipelines as samples
+from tests.helpers.loadbalancer import WORKERS_PER_INSTANCE, Cluster, nginx_binary, served_by_all
+from tests.helpers.support import BIN, wait_until
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed (scripts/ensure-nginx.sh)")
 

@@ -4,7 +4,7 @@ import re
 import subprocess
 
 from hayhooks.settings import Settings
-from tests.support import BIN, REPO
+from tests.helpers.support import BIN, REPO
 
 
 def test_settings_table_lists_every_setting_and_nothing_else():

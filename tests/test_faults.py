@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from hayhooks.pipelines.source import hash_entry
-from tests import pipelines as samples
-from tests.support import Server, cluster, every_worker_serves, no_worker_serves, start_gunicorn, wait_until
+from tests.helpers import pipelines as samples
+from tests.helpers.support import Server, cluster, every_worker_serves, no_worker_serves, start_gunicorn, wait_until
 
 SLOW = {"delay": 0.05}  # keeps workers busy, so concurrent calls spread over all of them
 CONVERGE = 15.0  # seconds

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from hayhooks.server.app import create_app
+from hayhooks.http.app import create_app
 from hayhooks.settings import Settings
-from tests import pipelines as samples
-from tests.support import REPO
+from tests.helpers import pipelines as samples
+from tests.helpers.support import REPO
 
 EXAMPLES = REPO / "examples" / "pipelines"
 BUDGET = settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))

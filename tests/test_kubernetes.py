@@ -21,10 +21,10 @@ import yaml
 
 from hayhooks.pipelines.source import hash_entry
 from hayhooks.settings import Settings
-from tests import pipelines as samples
-from tests.kustomize import RenderError, render, strategic_merge
-from tests.loadbalancer import served_by_all
-from tests.support import (
+from tests.helpers import pipelines as samples
+from tests.helpers.kustomize import RenderError, render, strategic_merge
+from tests.helpers.loadbalancer import served_by_all
+from tests.helpers.support import (
     REPO,
     Server,
     free_port,

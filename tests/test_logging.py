@@ -16,8 +16,8 @@ import pytest
 
 from hayhooks.logs import REQUEST_ID, build_handler
 from hayhooks.settings import Settings
-from tests import pipelines as samples
-from tests.support import (
+from tests.helpers import pipelines as samples
+from tests.helpers.support import (
     Server,
     every_worker_serves,
     free_port,
@@ -298,7 +298,7 @@ def test_plain_uvicorn_gets_the_same_format_from_create_app(pipelines_dir: Path,
     """``uvicorn --factory`` sets up only its own loggers; ``create_app`` takes the whole process over."""
     samples.write_wrapper(pipelines_dir, "greet", samples.GREET)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "hayhooks.server.app:create_app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "hayhooks:create_app", "--port", str(port)]
     env = server_env(pipelines_dir, port, HAYHOOKS_LOG_FORMAT="json", HAYHOOKS_ACCESS_LOG="true")
     server = Server(command, env, port, tmp_path / "uvicorn.log")
     try:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import pipelines as samples
-from tests.support import Server, answers_by_worker, start_gunicorn, start_hayhooks, wait_until
+from tests.helpers import pipelines as samples
+from tests.helpers.support import Server, answers_by_worker, start_gunicorn, start_hayhooks, wait_until
 
 SLOW = {"delay": 0.05}
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from hayhooks.pipelines.source import hash_entry
-from tests import pipelines as samples
-from tests.support import (
+from tests.helpers import pipelines as samples
+from tests.helpers.support import (
     BIN,
     Server,
     cluster,
@@ -160,8 +160,8 @@ def test_concurrent_deploys_of_one_name_end_whole_and_identical(server: Server, 
 @pytest.mark.parametrize(
     "command",
     [
-        ["uvicorn", "--factory", "hayhooks.server.app:create_app", "--workers", "2"],
-        ["fastapi", "run", "-e", "hayhooks.asgi:app", "--workers", "2"],
+        ["uvicorn", "--factory", "hayhooks:create_app", "--workers", "2"],
+        ["fastapi", "run", "-e", "hayhooks.run.asgi:app", "--workers", "2"],
     ],
     ids=["uvicorn", "fastapi"],
 )

@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hayhooks.server.security import open_deploy_warning
+from hayhooks.http.security import open_deploy_warning
 from hayhooks.settings import Settings
-from tests import pipelines as samples
-from tests.support import BIN, start_hayhooks
+from tests.helpers import pipelines as samples
+from tests.helpers.support import BIN, start_hayhooks
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 API = {"Authorization": "Bearer api-secret"}

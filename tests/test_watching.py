@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from hayhooks.pipelines.source import hash_entry
-from tests import pipelines as samples
-from tests.support import every_worker_serves, start_gunicorn, start_hayhooks, wait_until
+from tests.helpers import pipelines as samples
+from tests.helpers.support import every_worker_serves, start_gunicorn, start_hayhooks, wait_until
 
 SLOW = {"delay": 0.05}
 

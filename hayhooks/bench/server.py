@@ -217,7 +217,7 @@ def server_env(port: int, workers: int, pipelines_dir: Path, preload: bool, log_
 
 
 class GunicornServer:
-    """``python -m gunicorn --config python:hayhooks.server.gunicorn_conf`` in its own process group.
+    """``python -m gunicorn --config python:hayhooks.run.gunicorn_conf`` in its own process group.
 
     Use as a context manager: it is stopped, with everything it started, however the block ends.
     """
@@ -243,7 +243,7 @@ class GunicornServer:
         self.stop()
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "gunicorn", "--config", "python:hayhooks.server.gunicorn_conf"]
+        argv = [sys.executable, "-m", "gunicorn", "--config", "python:hayhooks.run.gunicorn_conf"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, env=self._env, cwd=self._cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -91,17 +91,16 @@ def run(
         "HAYHOOKS_ROOT_PATH": root_path,
         "HAYHOOKS_ADDITIONAL_PYTHON_PATH": additional_python_path,
     }
+    # Through the environment, not only into Settings: with --workers the server is a gunicorn
+    # master exec'd from here, and it and its workers read their settings from the environment.
     for variable, value in overrides.items():
         if value is not None:
             os.environ[variable] = str(value)
 
-    from hayhooks.settings import get_settings
+    from hayhooks.run.uvicorn import serve
+    from hayhooks.settings import Settings
 
-    get_settings.cache_clear()
-
-    from hayhooks.server.serve import serve
-
-    serve()
+    serve(Settings())
 
 
 @app.command()

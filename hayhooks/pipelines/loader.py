@@ -25,13 +25,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hayhooks.errors import describe
-from hayhooks.pipelines.models import (
-    model_from_fields,
-    request_model_from_callable,
-    response_model_from_callable,
-    result_model,
-)
-from hayhooks.pipelines.source import WRAPPER_FILE, Entry, is_ignored
+from hayhooks.pipelines.models import model_from_fields, request_model_from_callable, result_type_of_callable
+from hayhooks.pipelines.names import WRAPPER_FILE, is_ignored
+from hayhooks.pipelines.source import Entry
 from hayhooks.pipelines.wrapper import BasePipelineWrapper
 
 _PACKAGE_PREFIX = "hayhooks_pipelines"
@@ -43,6 +39,17 @@ class PipelineLoadError(Exception):
     """A pipeline that could not be loaded; the message is meant for the user."""
 
 
+class PipelineRunError(Exception):
+    """The pipeline's own code raised while running: ``error`` is what it raised.
+
+    Anything else escaping :attr:`LoadedPipeline.run` is a bug of hayhooks, not of the pipeline.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass
 class LoadedPipeline:
     """One loaded revision of a pipeline, ready to serve requests."""
@@ -51,9 +58,10 @@ class LoadedPipeline:
     revision: str
     kind: str
     request_model: type[BaseModel]
-    response_model: type[BaseModel]
-    run: Callable[[BaseModel], Awaitable[Any]]
+    result_type: Any  # what ``run`` returns, for the response schema
+    run: Callable[[BaseModel], Awaitable[Any]]  # raises PipelineRunError when the pipeline raised
     description: str = ""
+    result_description: str | None = None
     load_seconds: float = 0.0
     modules: tuple[str, ...] = field(default=(), repr=False)
 
@@ -61,23 +69,6 @@ class LoadedPipeline:
         """Drop this revision's private modules; requests still holding it keep working."""
         for module_name in self.modules:
             sys.modules.pop(module_name, None)
-
-
-# What pipelines load most: imported ahead by a preloading master, so forked workers share it.
-_COMMON_MODULES = (
-    "haystack",
-    "haystack.components.builders",
-    "haystack.components.converters",
-    "haystack.components.retrievers.in_memory",
-    "haystack.components.routers",
-    "haystack.document_stores.in_memory",
-)
-
-
-def import_common_modules() -> None:
-    """Import Haystack and its commonly used components now (``HAYHOOKS_PRELOAD``)."""
-    for module in _COMMON_MODULES:
-        importlib.import_module(module)
 
 
 def load_entry(entry: Entry) -> LoadedPipeline:
@@ -114,7 +105,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         bound = getattr(wrapper, run_method)
         try:
             request_model = request_model_from_callable(bound, f"{entry.name}RunRequest")
-            response_model = response_model_from_callable(bound, f"{entry.name}RunResponse")
+            result_type, result_description = result_type_of_callable(bound)
         except Exception as error:
             raise PipelineLoadError(
                 f"{run_method} of '{entry.name}' has an unusable signature: {describe(error)}"
@@ -127,7 +118,8 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         revision=entry.revision,
         kind="files",
         request_model=request_model,
-        response_model=response_model,
+        result_type=result_type,
+        result_description=result_description,
         run=_wrapper_runner(bound, is_async=run_method == "run_api_async"),
         description=docstring_parser.parse(inspect.getdoc(bound) or "").short_description or "",
         modules=modules,
@@ -148,12 +140,18 @@ def _wrapper_runner(method: Callable, *, is_async: bool) -> Callable[[BaseModel]
     if is_async:
 
         async def run_async(request: BaseModel) -> Any:
-            return await method(**{name: getattr(request, name) for name in names})
+            try:
+                return await method(**{name: getattr(request, name) for name in names})
+            except Exception as error:
+                raise PipelineRunError(error) from error
 
         return run_async
 
     async def run_in_thread(request: BaseModel) -> Any:
-        return await run_in_threadpool(method, **{name: getattr(request, name) for name in names})
+        try:
+            return await run_in_threadpool(method, **{name: getattr(request, name) for name in names})
+        except Exception as error:
+            raise PipelineRunError(error) from error
 
     return run_in_thread
 
@@ -364,7 +362,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
         result_fields[key] = (socket.type, None)
 
     request_model = model_from_fields(f"{name}RunRequest", request_fields)
-    response_model = result_model(f"{name}RunResponse", model_from_fields(f"{name}RunResult", result_fields))
+    result_type = model_from_fields(f"{name}RunResult", result_fields)
     include = {_split(path)[0] for path in definition.outputs.values()}
 
     def run_sync(request: BaseModel) -> dict[str, Any]:
@@ -373,7 +371,10 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
             for path in paths:
                 component, socket = _split(path)
                 data.setdefault(component, {})[socket] = getattr(request, key)
-        produced = pipeline.run(data=data, include_outputs_from=include)
+        try:
+            produced = pipeline.run(data=data, include_outputs_from=include)
+        except Exception as error:
+            raise PipelineRunError(error) from error
         return {key: produced.get(_split(path)[0], {}).get(_split(path)[1]) for key, path in definition.outputs.items()}
 
     async def run(request: BaseModel) -> dict[str, Any]:
@@ -384,7 +385,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
         revision=revision,
         kind="yaml",
         request_model=request_model,
-        response_model=response_model,
+        result_type=result_type,
         run=run,
         description=definition.description,
     )

@@ -1,4 +1,4 @@
-"""Pydantic request and response models built from a run method's signature or a YAML's sockets."""
+"""Pydantic request models and result types from a run method's signature or a YAML's sockets."""
 
 import inspect
 from collections.abc import Callable
@@ -35,15 +35,11 @@ def request_model_from_callable(func: Callable, model_name: str) -> type[BaseMod
     return create_model(model_name, **fields)
 
 
-def response_model_from_callable(func: Callable, model_name: str) -> type[BaseModel]:
-    """``{"result": <return type>}``, described by the docstring's ``Returns:`` section."""
+def result_type_of_callable(func: Callable) -> tuple[Any, str | None]:
+    """What ``func`` returns, and the docstring's ``Returns:`` description of it."""
     returns = docstring_parser.parse(inspect.getdoc(func) or "").returns
     annotation = inspect.signature(func, eval_str=True).return_annotation
-    return result_model(model_name, schema_safe(annotation), returns.description if returns else None)
-
-
-def result_model(model_name: str, annotation: Any, description: str | None = None) -> type[BaseModel]:
-    return create_model(model_name, result=(annotation, Field(..., description=description)))
+    return schema_safe(annotation), returns.description if returns else None
 
 
 def model_from_fields(model_name: str, fields: dict[str, tuple[Any, Any]]) -> type[BaseModel]:

@@ -2,7 +2,8 @@
 
 Every load runs in a thread of its own, off the event loop and off the request threadpool, bounded
 by a timeout. A revision is swapped in only once it loaded; a failed load leaves the last good one
-serving. Reconciles never overlap: each one starts from a fresh scan of the directory.
+serving. Full passes never overlap and each starts from a fresh scan; each name is settled by one
+pass at a time, so a deploy that settles its own entry waits for no other entry's load.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,10 +38,10 @@ class Reconciler:
         self.registry = registry
         self.load_timeout = load_timeout
         self._load_slots = asyncio.Semaphore(load_threads)
-        self._lock = asyncio.Lock()
+        self._scan_lock = asyncio.Lock()  # full passes never overlap; each starts from a fresh scan
+        self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._requested = asyncio.Event()
-        self.first_pass_done = asyncio.Event()
-        self.passes = 0
+        self._ready = False
 
     def request(self) -> None:
         """Ask for a reconcile soon; many requests before it starts coalesce into one."""
@@ -55,22 +57,37 @@ class Reconciler:
             except Exception:  # a scan that failed must not end the worker's reloads
                 logger.exception("reconcile failed")
 
+    @property
+    def ready(self) -> bool:
+        """Whether the first pass over the directory has run: every entry was attempted once."""
+        return self._ready
+
     async def reconcile(self) -> None:
         """Scan the directory once and bring the registry in line with it."""
-        async with self._lock:
+        async with self._scan_lock:
             entries, errors = await asyncio.to_thread(self.source.scan)
             known = set(self.registry.serving()) | {status.name for status in self.registry.statuses()}
-            for name in sorted(known - entries.keys() - errors.keys()):
-                if await self._confirmed_absent(name):
-                    self._unserve(name)
-            for name, error in errors.items():
+            names = sorted(known | entries.keys() | errors.keys())
+            await asyncio.gather(*(self._settle(name, entries.get(name), errors.get(name)) for name in names))
+            self._ready = True
+
+    async def reconcile_one(self, name: str) -> None:
+        """Bring entry ``name`` alone in line with the directory: what a deploy waits for."""
+        entry, error = await asyncio.to_thread(self.source.scan_one, name)
+        await self._settle(name, entry, error)
+
+    async def _settle(self, name: str, entry: Entry | None, error: str | None) -> None:
+        """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""
+        async with self._name_locks[name]:
+            if entry is not None:
+                if self.registry.target(name) != entry.revision:
+                    await self._load_and_swap(entry)
+            elif error is not None:
                 status = self.registry.status(name)
                 if status is None or status.error != error:
                     self.registry.fail(name, None, error)
-            changed = [entry for entry in entries.values() if self.registry.target(entry.name) != entry.revision]
-            await asyncio.gather(*(self._load_and_swap(entry) for entry in changed))
-            self.passes += 1
-            self.first_pass_done.set()
+            elif await self._confirmed_absent(name):
+                self._unserve(name)
 
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""

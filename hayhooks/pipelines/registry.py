@@ -5,9 +5,9 @@ pipeline keeps the revision it found even if a swap happens while it runs.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from hayhooks.pipelines.loader import LoadedPipeline
 
@@ -43,6 +43,20 @@ class PipelineStatus:
 
 
 Listener = Callable[[], None]
+
+
+class ServingTable(Protocol):
+    """What the HTTP layer may see of a registry: what is served, every status, and when they change."""
+
+    def get(self, name: str) -> LoadedPipeline | None: ...
+
+    def serving(self) -> Mapping[str, LoadedPipeline]: ...
+
+    def status(self, name: str) -> PipelineStatus | None: ...
+
+    def statuses(self) -> list[PipelineStatus]: ...
+
+    def on_change(self, listener: Listener) -> None: ...
 
 
 class PipelineRegistry:

@@ -9,39 +9,30 @@ import ctypes
 import errno
 import hashlib
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
+from hayhooks.pipelines.names import (
+    LOCK_FILE,
+    NAME_RULE,
+    STAGING_PREFIX,
+    TRASH_PREFIX,
+    YAML_SUFFIXES,
+    is_ignored,
+    is_valid_name,
+)
 from hayhooks.system import file_lock
-
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-YAML_SUFFIXES = (".yml", ".yaml")
-WRAPPER_FILE = "pipeline_wrapper.py"
-_NAME_RE = re.compile(NAME_PATTERN)
-_IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp", ".swx", ".tmp")
-_IGNORED_NAMES = {"__pycache__"}
-_LOCK_FILE = ".hayhooks-deploy.lock"
-_MAX_NAME_BYTES = 255  # NAME_MAX of Linux filesystems
 
 EntryKind = Literal["files", "yaml"]
 
 
 class SourceError(Exception):
     """A publish or removal that the directory refused; the message says why."""
-
-
-class InvalidPipelineName(SourceError):
-    pass
-
-
-class InvalidFileName(SourceError):
-    pass
 
 
 class PipelineExists(SourceError):
@@ -60,41 +51,6 @@ class Entry:
     kind: EntryKind
     path: Path
     revision: str
-
-
-def is_ignored(name: str) -> bool:
-    """Editor and build debris, hidden files and our own staging folders never count."""
-    return name.startswith(".") or name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES)
-
-
-def check_name(name: str) -> str:
-    """Reject a pipeline name that is not a plain ``[A-Za-z0-9_-]{1,64}`` word."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidPipelineName(f"Invalid pipeline name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
-    return name
-
-
-def check_file_names(files: dict[str, str]) -> None:
-    """Each file name must be a relative path that stays inside the pipeline's folder, that the
-    filesystem can store, and that no other file name uses as a folder."""
-    for file_name in files:
-        path = PurePosixPath(file_name)
-        if (
-            not file_name
-            or "\\" in file_name
-            or "\0" in file_name
-            or path.is_absolute()
-            or any(part in {"", ".", ".."} for part in file_name.split("/"))
-        ):
-            raise InvalidFileName(f"Invalid file name {file_name!r}: use a relative path inside the pipeline folder")
-        if any(is_ignored(part) for part in path.parts):
-            raise InvalidFileName(f"Invalid file name {file_name!r}: hidden files and build debris are not served")
-        if any(len(part.encode("utf-8", "replace")) > _MAX_NAME_BYTES for part in path.parts):
-            raise InvalidFileName(f"Invalid file name {file_name!r}: each part must be 1 to 255 bytes")
-        if not file_name.isprintable():  # control characters, lone surrogates
-            raise InvalidFileName(f"Invalid file name {file_name!r}: use printable characters")
-        if any("/".join(path.parts[:depth]) in files for depth in range(1, len(path.parts))):
-            raise InvalidFileName(f"Invalid file name {file_name!r}: a file of the same name is in its way")
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
@@ -130,7 +86,11 @@ def hash_entry(path: Path, kind: EntryKind) -> str:
 
 
 class PipelineSource:
-    """Reads and writes one pipelines directory; every write is a single atomic rename."""
+    """Reads and writes one pipelines directory; every write is a single atomic rename.
+
+    The writing methods take names and file names already checked against :mod:`names` rules
+    (the deployer checks them once, before anything is staged).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -142,48 +102,16 @@ class PipelineSource:
 
     def scan(self) -> tuple[dict[str, Entry], dict[str, str]]:
         """All entries by name, and the entries that could not be read, with why."""
-        entries: dict[str, Entry] = {}
-        errors: dict[str, str] = {}
         try:
-            candidates = sorted(os.scandir(self.root), key=lambda item: item.name)
+            items = sorted(os.scandir(self.root), key=lambda item: item.name)
         except FileNotFoundError:
-            return entries, errors
-        for item in candidates:
-            if is_ignored(item.name):
-                continue
-            found = self._classify(item)
-            if found is None:
-                continue
-            name, kind = found
-            path = Path(item.path)
-            if not _NAME_RE.fullmatch(name):
-                errors[name] = f"{item.name!r} is not a valid pipeline name (1 to 64 of A-Z a-z 0-9 _ -)"
-                continue
-            try:
-                revision = hash_entry(path, kind)
-            except OSError as error:  # vanished or unreadable mid-scan: the next scan settles it
-                errors[name] = f"cannot read {item.name!r}: {error.strerror or error}"
-                continue
-            previous = entries.get(name)
-            # A folder and a YAML file of one name: the newer one wins, as after a deploy that
-            # replaced one form by the other and is about to remove the old one.
-            if previous is not None and _mtime(previous.path) >= _mtime(path):
-                continue
-            entries[name] = Entry(name=name, kind=kind, path=path, revision=revision)
-        for name in entries:
-            errors.pop(name, None)
-        return entries, errors
+            return {}, {}
+        return _read_entries(Path(item.path) for item in items if not is_ignored(item.name))
 
-    @staticmethod
-    def _classify(item: os.DirEntry) -> tuple[str, EntryKind] | None:
-        try:
-            if item.is_dir():  # follows symlinks: ConfigMap and git-sync layouts link folders
-                return item.name, "files"
-            if item.is_file() and item.name.endswith(YAML_SUFFIXES):
-                return item.name.rsplit(".", 1)[0], "yaml"
-        except OSError:
-            return None
-        return None
+    def scan_one(self, name: str) -> tuple[Entry | None, str | None]:
+        """Entry ``name`` as the directory holds it now (``None``: absent), or why it cannot be read."""
+        entries, errors = _read_entries(self._paths(name))
+        return entries.get(name), errors.get(name)
 
     def exists(self, name: str) -> bool:
         return any(path.exists() for path in self._paths(name))
@@ -197,15 +125,13 @@ class PipelineSource:
     def deploy_lock(self) -> Iterator[None]:
         """Serialise publishes across every worker (and process) sharing this directory."""
         self.ensure_exists()
-        with file_lock(self.root / _LOCK_FILE):
+        with file_lock(self.root / LOCK_FILE):
             yield
 
     def stage_files(self, name: str, files: dict[str, str | bytes]) -> Path:
         """Write a pipeline folder under a hidden staging name, ready to be published in one rename."""
-        check_name(name)
-        check_file_names(files)
         self.ensure_exists()
-        staging = self.root / f".staging-{name}-{uuid.uuid4().hex}"
+        staging = self.root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
             for file_name, content in files.items():
@@ -220,9 +146,8 @@ class PipelineSource:
 
     def stage_yaml(self, name: str, source_code: str) -> Path:
         """Write a YAML pipeline under a hidden staging name."""
-        check_name(name)
         self.ensure_exists()
-        staging = self.root / f".staging-{name}-{uuid.uuid4().hex}.yml"
+        staging = self.root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex}.yml"
         staging.write_text(source_code)
         return staging
 
@@ -238,7 +163,6 @@ class PipelineSource:
         Callers hold :meth:`deploy_lock`. A replaced folder is exchanged with the staged one in a
         single ``renameat2(RENAME_EXCHANGE)``, so a reader sees either the old or the new whole.
         """
-        check_name(name)
         if not overwrite and self.exists(name):
             raise PipelineExists(f"Pipeline '{name}' already exists; pass overwrite to replace it")
         target = self.root / (f"{name}.yml" if staged.is_file() else name)
@@ -260,7 +184,6 @@ class PipelineSource:
 
     def remove(self, name: str) -> None:
         """Delete every form of entry ``name``; raise :class:`PipelineMissing` if there is none."""
-        check_name(name)
         if not self.exists(name):
             raise PipelineMissing(f"Pipeline '{name}' not found")
         for path in self._paths(name):
@@ -271,9 +194,49 @@ class PipelineSource:
         if path.is_symlink() or path.is_file():
             path.unlink(missing_ok=True)
         elif path.is_dir():
-            trash = self.root / f".trash-{path.name}-{uuid.uuid4().hex}"
+            trash = self.root / f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex}"
             os.rename(path, trash)
             shutil.rmtree(trash, ignore_errors=True)
+
+
+def _read_entries(paths: Iterable[Path]) -> tuple[dict[str, Entry], dict[str, str]]:
+    """The entries among top-level ``paths`` of the directory, and those that could not be read."""
+    entries: dict[str, Entry] = {}
+    errors: dict[str, str] = {}
+    for path in paths:
+        found = _classify(path)
+        if found is None:
+            continue
+        name, kind = found
+        if not is_valid_name(name):
+            errors[name] = f"{path.name!r} is not a valid pipeline name ({NAME_RULE})"
+            continue
+        try:
+            revision = hash_entry(path, kind)
+        except OSError as error:  # vanished or unreadable mid-scan: the next scan settles it
+            errors[name] = f"cannot read {path.name!r}: {error.strerror or error}"
+            continue
+        previous = entries.get(name)
+        # A folder and a YAML file of one name: the newer one wins, as after a deploy that
+        # replaced one form by the other and is about to remove the old one.
+        if previous is not None and _mtime(previous.path) >= _mtime(path):
+            continue
+        entries[name] = Entry(name=name, kind=kind, path=path, revision=revision)
+    for name in entries:
+        errors.pop(name, None)
+    return entries, errors
+
+
+def _classify(path: Path) -> tuple[str, EntryKind] | None:
+    """``(name, kind)`` of a top-level item that is an entry; ``None`` for anything else or absent."""
+    try:
+        if path.is_dir():  # follows symlinks: ConfigMap and git-sync layouts link folders
+            return path.name, "files"
+        if path.is_file() and path.name.endswith(YAML_SUFFIXES):
+            return path.name.rsplit(".", 1)[0], "yaml"
+    except OSError:
+        return None
+    return None
 
 
 def _mtime(path: Path) -> float:
@@ -299,7 +262,7 @@ def _exchange(first: Path, second: Path) -> None:
         if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise OSError(code, os.strerror(code), str(second))
     # Without an exchange the entry is briefly absent; watchers confirm an absence before undeploying.
-    parked = second.with_name(f".trash-{second.name}-{uuid.uuid4().hex}")
+    parked = second.with_name(f"{TRASH_PREFIX}{second.name}-{uuid.uuid4().hex}")
     os.rename(second, parked)
     os.rename(first, second)
     os.rename(parked, first)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import watchfiles
 
+from hayhooks.pipelines.names import PRIVATE_PREFIXES
+
 logger = logging.getLogger("hayhooks.watch")
 
-_OWN_PREFIXES = (".staging-", ".trash-", ".hayhooks-")
 _REALPATH_CHECK_MS = 1000
 
 
@@ -25,7 +26,7 @@ class _PipelinesFilter(watchfiles.DefaultFilter):
     """watchfiles' defaults, minus our own staging folders and lock file (their renames still count)."""
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
-        return super().__call__(change, path) and not os.path.basename(path).startswith(_OWN_PREFIXES)
+        return super().__call__(change, path) and not os.path.basename(path).startswith(PRIVATE_PREFIXES)
 
 
 class DirectoryWatcher:

@@ -1,6 +1,6 @@
 """`make cluster-demo`: two hayhooks instances over one pipelines directory, nginx in front, step by step.
 
-Run as ``python -m tests.cluster_demo`` (needs nginx: scripts/ensure-nginx.sh). Everything listens on
+Run as ``python -m scripts.cluster_demo`` (needs nginx: scripts/ensure-nginx.sh). Everything listens on
 127.0.0.1 on free ports and is stopped at the end. Exits non-zero, with the logs, on the first step
 that does not hold. tests/test_cluster.py checks the same things in more detail.
 """
@@ -20,9 +20,9 @@ os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 import httpx  # noqa: E402
 
 from hayhooks.pipelines.source import hash_entry  # noqa: E402
-from tests import pipelines as samples  # noqa: E402
-from tests.loadbalancer import Cluster, served_by_all  # noqa: E402
-from tests.support import BIN, REPO, wait_until  # noqa: E402
+from tests.helpers import pipelines as samples  # noqa: E402
+from tests.helpers.loadbalancer import Cluster, served_by_all  # noqa: E402
+from tests.helpers.support import BIN, REPO, wait_until  # noqa: E402
 
 SLOW = {"delay": 0.05}
 

@@ -1,6 +1,6 @@
 """`make smoke`: gunicorn with 3 workers, driven by the CLI and by file edits; every step must converge.
 
-Run as ``python -m tests.smoke``. Exits non-zero, with the server log, on the first step that fails.
+Run as ``python -m scripts.smoke``. Exits non-zero, with the server log, on the first step that fails.
 """
 
 import os
@@ -13,8 +13,8 @@ from pathlib import Path
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
 from hayhooks.pipelines.source import hash_entry  # noqa: E402
-from tests import pipelines as samples  # noqa: E402
-from tests.support import BIN, REPO, Server, cluster, every_worker_serves, start_gunicorn, wait_until  # noqa: E402
+from tests.helpers import pipelines as samples  # noqa: E402
+from tests.helpers.support import BIN, REPO, Server, cluster, every_worker_serves, start_gunicorn, wait_until  # noqa: E402
 
 BODY = {"delay": 0.05}
 

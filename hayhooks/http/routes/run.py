@@ -16,18 +16,21 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, create_model
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match
 from starlette.types import Message, Receive, Scope, Send
 
+from hayhooks.cluster.metrics import RunMetrics, ServerMetrics
 from hayhooks.errors import redact_paths
-from hayhooks.pipelines.loader import LoadedPipeline
-from hayhooks.pipelines.registry import PipelineRegistry
-from hayhooks.server.metrics import RunMetrics
-from hayhooks.server.security import Guard
+from hayhooks.http.security import Guard
+from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
+from hayhooks.pipelines.registry import ServingTable
 
 logger = logging.getLogger("hayhooks.run")
 
+PIPELINE_FAILED = "Pipeline execution failed:"  # a 500 the pipeline's own code caused
+SERVER_BUG = "Internal server error: hayhooks failed, not the pipeline (see the server log)"
 REVISION_HEADER = "x-hayhooks-revision"  # which revision answered: convergence can be checked, not hoped for
 WORKER_HEADER = "x-hayhooks-worker"  # the pid of the worker that answered
 
@@ -42,6 +45,12 @@ class RunOptions:
     guard: Guard | None = None  # the API token check, when one is set
 
 
+def envelope_model(loaded: LoadedPipeline) -> type[BaseModel]:
+    """``{"result": ...}``: the body every run answers, around what the pipeline returned."""
+    result = (loaded.result_type, Field(..., description=loaded.result_description))
+    return create_model(f"{loaded.name}RunResponse", result=result)
+
+
 def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
     """The route that serves one revision of one pipeline."""
     request_model = loaded.request_model
@@ -54,20 +63,29 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         running = loaded.run(body if body is not None else request_model())
         try:
             result = await (asyncio.wait_for(running, options.timeout) if options.timeout else running)
-        except HTTPException:
-            raise
+        except PipelineRunError as failure:
+            if isinstance(failure.error, HTTPException):  # the pipeline chose its own answer
+                raise failure.error from None
+            logger.error(
+                "pipeline %s (revision %s) failed",
+                loaded.name,
+                loaded.revision,
+                exc_info=(type(failure.error), failure.error, failure.error.__traceback__),
+            )
+            if options.show_tracebacks:
+                trace = "".join(traceback.format_exception(failure.error))
+                detail = f"{PIPELINE_FAILED} {failure.error}\n{trace}"
+            else:
+                detail = f"{PIPELINE_FAILED} {redact_paths(str(failure.error))}"
+            raise HTTPException(status_code=500, detail=detail) from failure.error
         except TimeoutError as error:
             logger.warning("pipeline %s timed out after %ss", loaded.name, options.timeout)
             raise HTTPException(
                 504, f"Pipeline '{loaded.name}' did not finish within {options.timeout:g}s (HAYHOOKS_RUN_TIMEOUT)"
             ) from error
         except Exception as error:
-            logger.exception("pipeline %s (revision %s) failed", loaded.name, loaded.revision)
-            if options.show_tracebacks:
-                detail = f"Pipeline execution failed: {error}\n{traceback.format_exc()}"
-            else:
-                detail = f"Pipeline execution failed: {redact_paths(str(error))}"
-            raise HTTPException(status_code=500, detail=detail) from error
+            logger.exception("BUG in hayhooks running pipeline %s (revision %s)", loaded.name, loaded.revision)
+            raise HTTPException(status_code=500, detail=SERVER_BUG) from error
         return {"result": result}
 
     return APIRoute(
@@ -75,7 +93,7 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         run_pipeline,
         methods=["POST"],
         name=f"{loaded.name}_run",
-        response_model=loaded.response_model,
+        response_model=envelope_model(loaded),
         summary=f"Run pipeline '{loaded.name}'",
         description=loaded.description or None,
         tags=["pipelines"],
@@ -110,8 +128,9 @@ class PipelineRoutes(BaseRoute):
     assignment; the revision chosen when a request matched is the one that handles it.
     """
 
-    def __init__(self, registry: PipelineRegistry, options: RunOptions) -> None:
+    def __init__(self, registry: ServingTable, metrics: ServerMetrics, options: RunOptions) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.options = options
         self._table: dict[str, _Served] = {}  # path -> what serves it
         self._running = 0
@@ -129,7 +148,7 @@ class PipelineRoutes(BaseRoute):
                 table[path] = cached
             else:
                 route = run_route(loaded, self.options)
-                table[path] = _Served(loaded.revision, route, RunMetrics(name))
+                table[path] = _Served(loaded.revision, route, self.metrics.for_pipeline(name))
         changed = table.keys() != self._table.keys() or any(table[p] is not self._table[p] for p in table)
         self._table = table
         return changed
@@ -178,9 +197,9 @@ class PipelineRoutes(BaseRoute):
 _SERVED_KEY = "hayhooks.served"
 
 
-def install(app: FastAPI, registry: PipelineRegistry, options: RunOptions) -> PipelineRoutes:
+def install(app: FastAPI, registry: ServingTable, metrics: ServerMetrics, options: RunOptions) -> PipelineRoutes:
     """Put the pipeline routes first in ``app`` and make ``/openapi.json`` follow them."""
-    routes = PipelineRoutes(registry, options)
+    routes = PipelineRoutes(registry, metrics, options)
     app.router.routes.insert(0, routes)
     fixed = [route for route in app.routes if route is not routes]
 

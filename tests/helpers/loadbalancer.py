@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import BIN, REPO, Server, free_port, server_env, wait_until
+from tests.helpers.support import BIN, REPO, Server, free_port, server_env, wait_until
 
 NGINX_SITE = REPO / "deploy" / "nginx" / "hayhooks.conf"
 # The addresses in deploy/nginx/hayhooks.conf that a test setup replaces.

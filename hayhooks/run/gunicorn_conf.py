@@ -6,15 +6,18 @@ starts no thread; every worker calls ``create_app()`` and starts its own watcher
 """
 
 import gc
+import importlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
+from hayhooks.cluster.board import WorkerBoard
+from hayhooks.cluster.metrics import MetricsStore, metrics_dir
+from hayhooks.cluster.runtime import claim_runtime_dir, runtime_dir
+from hayhooks.http.security import open_deploy_warning
 from hayhooks.logs import logging_dict_config
-from hayhooks.server.cluster import WorkerBoard, claim_runtime_dir, runtime_dir
-from hayhooks.server.security import open_deploy_warning
-from hayhooks.settings import get_settings
+from hayhooks.settings import Settings
 
 __all__ = [
     "wsgi_app",
@@ -37,15 +40,23 @@ __all__ = [
     "on_exit",
 ]
 
-_settings = get_settings()
-# Made at import, before gunicorn preloads the app or forks: every worker inherits the variable.
-_owned_runtime_dir = claim_runtime_dir(_settings)
+# Resolved once, when gunicorn reads this file in the master, before it preloads the app or forks:
+# the runtime folder claimed here reaches every worker through the environment.
+_settings, _owned_runtime_dir = claim_runtime_dir(Settings())
+_metrics = MetricsStore(metrics_dir(_settings))
+_metrics.prepare(wipe=True)
 
-from hayhooks.server import metrics  # noqa: E402  - reads the runtime folder claimed above
+# What pipelines load most: imported ahead by a preloading master, so forked workers share it.
+PRELOADED_MODULES = (
+    "haystack",
+    "haystack.components.builders",
+    "haystack.components.converters",
+    "haystack.components.retrievers.in_memory",
+    "haystack.components.routers",
+    "haystack.document_stores.in_memory",
+)
 
-metrics.prepare_metrics_dir(wipe=True)
-
-wsgi_app = "hayhooks.server.app:create_app()"
+wsgi_app = "hayhooks.http.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.resolved_workers
@@ -65,7 +76,7 @@ _log = logging.getLogger("gunicorn.error")
 
 def on_starting(server) -> None:
     """Create the pipelines directory and the workers' shared runtime folder; log what was resolved."""
-    settings = get_settings()
+    settings = _settings
     pipelines_dir = Path(settings.pipelines_dir).absolute()
     if pipelines_dir.exists() and not pipelines_dir.is_dir():
         raise SystemExit(f"HAYHOOKS_PIPELINES_DIR {pipelines_dir} exists and is not a directory")
@@ -88,9 +99,8 @@ def on_starting(server) -> None:
 def when_ready(server) -> None:
     """With preload: import Haystack in the master and freeze the heap, so forked workers share it."""
     if server.cfg.preload_app:
-        from hayhooks.pipelines.loader import import_common_modules
-
-        import_common_modules()
+        for module in PRELOADED_MODULES:
+            importlib.import_module(module)
         gc.collect()
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects in workers
         _log.info("hayhooks: Haystack imported in the master, heap frozen before fork")
@@ -98,8 +108,8 @@ def when_ready(server) -> None:
 
 def child_exit(server, worker) -> None:
     """Drop a dead worker from the cluster view and fold its metrics into the archive, at once."""
-    WorkerBoard(runtime_dir(get_settings())).forget(worker.pid)
-    metrics.archive_dead_worker(worker.pid)
+    WorkerBoard(runtime_dir(_settings)).forget(worker.pid)
+    _metrics.archive_dead_worker(worker.pid)
 
 
 def on_exit(server) -> None:

@@ -1,101 +1,73 @@
-"""Runtime deploys: validate by loading in the receiving worker, then publish into the directory.
+"""Runtime deploys: check once, validate by loading, then publish into the directory.
 
 Nothing here touches another worker: once the directory changed, every worker (this one included)
-follows it through its reconciler. This worker reconciles before answering, so the caller can use
-the pipeline through it right away, and may ask to wait until every live worker serves it too.
+follows it through its reconciler. This worker settles the deployed entry before answering, so the
+caller can use the pipeline through it right away; waiting for the other workers is the cluster
+view's job.
 """
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from hayhooks.pipelines.loader import PipelineLoadError, parse_yaml_definition
+from hayhooks.pipelines.names import WRAPPER_FILE, InvalidName, check_file_names, check_name
 from hayhooks.pipelines.reconciler import Reconciler
-from hayhooks.pipelines.source import (
-    WRAPPER_FILE,
-    Entry,
-    EntryKind,
-    PipelineExists,
-    PipelineSource,
-    SourceError,
-    check_file_names,
-    check_name,
-    hash_entry,
-)
-from hayhooks.server.cluster import WorkerBoard
+from hayhooks.pipelines.source import Entry, EntryKind, PipelineExists, PipelineSource, hash_entry
+
+T = TypeVar("T")
+Rejection = Literal["invalid", "conflict", "missing"]
 
 
 class DeployRejected(Exception):
-    """A deploy refused before anything was published; ``status`` is the HTTP status to answer."""
+    """A deploy refused before anything was published: ``reason`` says which kind, the message why."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, reason: Rejection, message: str) -> None:
         super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Convergence:
-    """Where a change stands across the live workers after waiting for it."""
-
-    converged: bool
-    workers: list[int]
-    lagging: list[int]
+        self.reason = reason
 
 
 class Deployer:
-    """Publishes and removes pipelines for the HTTP API."""
+    """Publishes and removes pipelines for the deploy API."""
 
-    def __init__(self, source: PipelineSource, reconciler: Reconciler, board: WorkerBoard) -> None:
+    def __init__(self, source: PipelineSource, reconciler: Reconciler) -> None:
         self.source = source
         self.reconciler = reconciler
-        self.board = board
 
     async def deploy_files(self, name: str, files: dict[str, str], *, overwrite: bool) -> str:
         """Publish a wrapper folder; return its revision."""
-        self._check(name, overwrite)
+        _refuse_invalid(check_name, name)
+        await self._refuse_existing(name, overwrite)
         if WRAPPER_FILE not in files:
-            raise DeployRejected(422, f"Missing required file: {WRAPPER_FILE}")
-        try:
-            check_file_names(files)
-        except SourceError as error:
-            raise DeployRejected(422, str(error)) from error
+            raise DeployRejected("invalid", f"Missing required file: {WRAPPER_FILE}")
+        _refuse_invalid(check_file_names, files)
         staged = await asyncio.to_thread(self.source.stage_files, name, _encoded(files))
         return await self._validate_and_publish(name, staged, "files", overwrite)
 
     async def deploy_yaml(self, name: str, source_code: str, *, overwrite: bool, description: str | None) -> str:
         """Publish a YAML pipeline; return its revision."""
-        self._check(name, overwrite)
+        _refuse_invalid(check_name, name)
+        await self._refuse_existing(name, overwrite)
         try:
             parse_yaml_definition(name, source_code)
         except PipelineLoadError as error:
-            raise DeployRejected(422, str(error)) from error
+            raise DeployRejected("invalid", str(error)) from error
         if description:
             source_code = _with_description(source_code, description)
         staged = await asyncio.to_thread(self.source.stage_yaml, name, source_code)
         return await self._validate_and_publish(name, staged, "yaml", overwrite)
 
     async def undeploy(self, name: str) -> None:
-        try:
-            check_name(name)
-        except SourceError as error:
-            raise DeployRejected(422, str(error)) from error
+        _refuse_invalid(check_name, name)
         removed = await asyncio.to_thread(self._remove_locked, name)
         if not removed:
-            raise DeployRejected(404, f"Pipeline '{name}' not found")
-        await self.reconciler.reconcile()
+            raise DeployRejected("missing", f"Pipeline '{name}' not found")
+        await self.reconciler.reconcile_one(name)
 
-    async def wait(self, name: str, revision: str | None, timeout: float) -> Convergence:
-        """Wait until every live worker serves ``revision`` of ``name`` (``None``: no longer serves it)."""
-        workers, lagging = await self.board.wait_for(name, revision, timeout)
-        return Convergence(converged=not lagging, workers=workers, lagging=lagging)
-
-    def _check(self, name: str, overwrite: bool) -> None:
-        try:
-            check_name(name)
-        except SourceError as error:
-            raise DeployRejected(422, str(error)) from error
-        if not overwrite and self.source.exists(name):
-            raise DeployRejected(409, f"Pipeline '{name}' already exists; set overwrite to replace it")
+    async def _refuse_existing(self, name: str, overwrite: bool) -> None:
+        if not overwrite and await asyncio.to_thread(self.source.exists, name):
+            raise DeployRejected("conflict", f"Pipeline '{name}' already exists; set overwrite to replace it")
 
     async def _validate_and_publish(self, name: str, staged: Path, kind: EntryKind, overwrite: bool) -> str:
         try:
@@ -103,13 +75,13 @@ class Deployer:
             try:
                 loaded = await self.reconciler.load(Entry(name=name, kind=kind, path=staged, revision=revision))
             except PipelineLoadError as error:
-                raise DeployRejected(422, str(error)) from error
+                raise DeployRejected("invalid", str(error)) from error
             loaded.unload()  # the published copy is loaded again from its final path by the reconciler
             await asyncio.to_thread(self._publish_locked, name, staged, overwrite)
         except BaseException:
-            self.source.discard(staged)
+            await asyncio.to_thread(self.source.discard, staged)
             raise
-        await self.reconciler.reconcile()
+        await self.reconciler.reconcile_one(name)
         return revision
 
     def _publish_locked(self, name: str, staged: Path, overwrite: bool) -> None:
@@ -117,7 +89,7 @@ class Deployer:
             try:
                 self.source.publish(name, staged, overwrite=overwrite)
             except PipelineExists as error:
-                raise DeployRejected(409, str(error)) from error
+                raise DeployRejected("conflict", str(error)) from error
 
     def _remove_locked(self, name: str) -> bool:
         with self.source.deploy_lock():
@@ -127,6 +99,14 @@ class Deployer:
             return True
 
 
+def _refuse_invalid(check: Callable[[T], object], value: T) -> None:
+    """Run a naming rule on what a deploy names, before the directory is touched."""
+    try:
+        check(value)
+    except InvalidName as error:
+        raise DeployRejected("invalid", str(error)) from error
+
+
 def _encoded(files: dict[str, str]) -> dict[str, str | bytes]:
     """The files' UTF-8 bytes; text that cannot be encoded (lone surrogates) is refused, not half-written."""
     encoded: dict[str, str | bytes] = {}
@@ -134,7 +114,7 @@ def _encoded(files: dict[str, str]) -> dict[str, str | bytes]:
         try:
             encoded[file_name] = content.encode("utf-8")
         except UnicodeEncodeError as error:
-            raise DeployRejected(422, f"File {file_name!r} is not valid UTF-8 text: {error.reason}") from error
+            raise DeployRejected("invalid", f"File {file_name!r} is not valid UTF-8 text: {error.reason}") from error
     return encoded
 
 

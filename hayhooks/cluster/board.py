@@ -1,4 +1,4 @@
-"""The cluster view: every worker of one server publishes what it serves into a shared runtime folder.
+"""The worker board: every worker of one server publishes what it serves into a shared runtime folder.
 
 Each worker writes ``workers/<pid>.json`` (atomically) whenever its registry changes; any worker
 can then answer for all of them, and a deploy can wait until every live worker serves a revision.
@@ -9,33 +9,24 @@ import asyncio
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
 
-from hayhooks.settings import Settings
 from hayhooks.system import is_alive
 
-RUNTIME_DIR_ENV = "HAYHOOKS_RUNTIME_DIR"
 _POLL_SECONDS = 0.02
 
 
-def runtime_dir(settings: Settings) -> Path:
-    """The folder the workers of one server share: HAYHOOKS_RUNTIME_DIR (set by the operator, or
-    exported by our master), else one named after the parent process, which every worker forked
-    by one supervisor (e.g. ``uvicorn --workers``) shares."""
-    configured = settings.runtime_dir or os.environ.get(RUNTIME_DIR_ENV)
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"hayhooks-{os.getppid()}"
+class ClusterView(Protocol):
+    """What the HTTP layer may read of the board: who answers, who serves what, and waiting for it."""
 
+    @property
+    def identity(self) -> dict: ...
 
-def claim_runtime_dir(settings: Settings) -> Path | None:
-    """For a master process: make a fresh runtime folder unless one is configured, and export it to
-    the workers it will start. Returns the folder when this process made it (to remove at exit)."""
-    if settings.runtime_dir or os.environ.get(RUNTIME_DIR_ENV):
-        return None
-    made = Path(tempfile.mkdtemp(prefix="hayhooks-"))
-    os.environ[RUNTIME_DIR_ENV] = str(made)
-    return made
+    def view(self) -> dict: ...
+
+    async def wait_for(self, name: str, revision: str | None, timeout: float) -> tuple[list[int], list[int]]: ...
 
 
 class WorkerBoard:

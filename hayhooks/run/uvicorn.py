@@ -5,40 +5,40 @@ import os
 import shutil
 import sys
 
-from hayhooks.server.cluster import claim_runtime_dir
-from hayhooks.server.security import open_deploy_warning
-from hayhooks.settings import get_settings
+from hayhooks.cluster.runtime import claim_runtime_dir
+from hayhooks.http.security import open_deploy_warning
+from hayhooks.settings import Settings
+
+GUNICORN_CONFIG = "python:hayhooks.run.gunicorn_conf"
 
 
-def serve() -> None:
-    """Serve with the current settings; ``HAYHOOKS_WORKERS`` > 1 hands over to gunicorn."""
-    settings = get_settings()
+def serve(settings: Settings) -> None:
+    """Serve with ``settings``; more than one worker hands over to gunicorn."""
     if (settings.workers or 1) > 1:
         _exec_gunicorn()
-    _run_uvicorn()
+    _run_uvicorn(settings)
 
 
 def _exec_gunicorn() -> None:
-    """Replace this process by a gunicorn master using the packaged configuration."""
-    config = "python:hayhooks.server.gunicorn_conf"
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", config])
+    """Replace this process by a gunicorn master using the packaged configuration (it reads the
+    same ``HAYHOOKS_*`` environment this process was started with)."""
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG])
 
 
-def _run_uvicorn() -> None:
+def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from hayhooks.http.app import create_app
     from hayhooks.logs import logging_dict_config
 
-    settings = get_settings()
     log_config = logging_dict_config(settings)
     logging.config.dictConfig(log_config)
     if warning := open_deploy_warning(settings):
         logging.getLogger("hayhooks").warning("%s", warning)
-    owned = claim_runtime_dir(settings)
+    settings, owned = claim_runtime_dir(settings)
     try:
         uvicorn.run(
-            "hayhooks.server.app:create_app",
-            factory=True,
+            create_app(settings),
             host=settings.host,
             port=settings.port,
             root_path=settings.root_path,

@@ -1,0 +1,1 @@
+"""What crosses processes: the runtime folder, the worker board and the multiprocess metrics store."""

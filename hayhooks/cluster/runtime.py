@@ -1,0 +1,32 @@
+"""The runtime folder: where the workers of one server meet (the worker board, the metrics files)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from hayhooks.settings import Settings
+
+RUNTIME_DIR_ENV = "HAYHOOKS_RUNTIME_DIR"
+
+
+def runtime_dir(settings: Settings) -> Path:
+    """HAYHOOKS_RUNTIME_DIR (set by the operator, or by our master for its workers), else a folder
+    named after the parent process, which every worker forked by one supervisor (e.g.
+    ``uvicorn --workers``) shares."""
+    if settings.runtime_dir:
+        return Path(settings.runtime_dir)
+    return Path(tempfile.gettempdir()) / f"hayhooks-{os.getppid()}"
+
+
+def claim_runtime_dir(settings: Settings) -> tuple[Settings, Path | None]:
+    """For a process that starts workers: the settings with a runtime folder of their own.
+
+    Without a configured folder, a fresh one is made; the second value is that folder, for the
+    caller to remove at exit (``None`` when the folder was configured).
+    """
+    if settings.runtime_dir:
+        return settings, None
+    made = Path(tempfile.mkdtemp(prefix="hayhooks-"))
+    # Workers read their settings from the environment when they start: they inherit the folder.
+    os.environ[RUNTIME_DIR_ENV] = str(made)
+    return settings.model_copy(update={"runtime_dir": made}), made

@@ -1,0 +1,72 @@
+"""``create_app()``: the one factory every way of serving calls (gunicorn, uvicorn, fastapi, tests).
+
+It builds one :class:`~hayhooks.worker.Worker` and the routes over narrow views of it. Nothing
+starts here: threads, watchers and tasks start in the lifespan, inside the worker process, so an
+app built in a preloading gunicorn master is still safe to fork.
+"""
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from hayhooks.http import security
+from hayhooks.http.middleware import RequestContextMiddleware
+from hayhooks.http.routes import deploy, metrics, run, status
+from hayhooks.logs import configure_logging
+from hayhooks.settings import Settings
+from hayhooks.worker import Worker
+
+TITLE = "Hayhooks"
+DESCRIPTION = "Haystack pipelines served as REST APIs, coherently across every worker process."
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app of one worker from ``settings`` (read from ``HAYHOOKS_*`` when not given)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    worker = Worker(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+
+    app = FastAPI(
+        title=TITLE,
+        description=DESCRIPTION,
+        root_path=settings.root_path,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=settings.cors_allow_methods,
+            allow_headers=settings.cors_allow_headers,
+            allow_credentials=settings.cors_allow_credentials,
+        )
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)  # added last: outermost
+    app.include_router(status.router(worker.registry, lambda: worker.ready, worker.board))
+    if settings.deploy_api:
+        app.include_router(
+            deploy.router(worker.deployer, worker.board, worker.metrics, guard=security.admin_guard(settings))
+        )
+    app.include_router(metrics.router(worker.metrics_store))
+    run.install(
+        app,
+        worker.registry,
+        worker.metrics,
+        run.RunOptions(
+            show_tracebacks=settings.show_tracebacks,
+            timeout=settings.run_timeout,
+            max_concurrent=settings.max_concurrent_runs,
+            guard=security.run_guard(settings),
+        ),
+    )
+    return app

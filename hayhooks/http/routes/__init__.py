@@ -1,0 +1,1 @@
+"""One module per protocol surface: run, deploy, status, metrics."""

@@ -1,0 +1,99 @@
+"""One worker's parts, wired: directory → reconciler → registry, its watcher, board entry and metrics.
+
+``create_app()`` builds a :class:`Worker` (possibly in a preloading gunicorn master, so nothing
+starts here) and the app's lifespan starts and stops it inside the worker process. The HTTP layer
+gets narrow views of it: the serving table, readiness, the cluster view, the deployer.
+"""
+
+import asyncio
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hayhooks.cluster.board import WorkerBoard
+from hayhooks.cluster.metrics import MetricsStore, metrics_dir
+from hayhooks.cluster.runtime import runtime_dir
+from hayhooks.pipelines.deployer import Deployer
+from hayhooks.pipelines.reconciler import Reconciler
+from hayhooks.pipelines.registry import PipelineRegistry
+from hayhooks.pipelines.source import PipelineSource
+from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
+from hayhooks.settings import Settings
+
+
+class Worker:
+    """What one worker process runs on, from the settings it was started with."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        _extend_python_path(settings.additional_python_path)
+        self.source = PipelineSource(Path(settings.pipelines_dir).absolute())
+        self.registry = PipelineRegistry()
+        self.reconciler = Reconciler(
+            self.source, self.registry, load_timeout=settings.load_timeout, load_threads=settings.load_threads
+        )
+        self.deployer = Deployer(self.source, self.reconciler)
+        self.board = WorkerBoard(runtime_dir(settings), port=settings.port)
+        self.metrics_store = MetricsStore(metrics_dir(settings))
+        self.metrics = self.metrics_store.open_for_writing()
+        self.metrics.observe_registry(self.registry)
+        self.registry.on_change(self._publish)
+        # Board files are written off the event loop, one at a time, so the last write is the newest.
+        self._board_writer = ThreadPoolExecutor(1, thread_name_prefix="hayhooks-board")
+        self._watcher: DirectoryWatcher | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = False
+
+    @property
+    def ready(self) -> bool:
+        """Every entry of the directory was attempted once (served or failed)."""
+        return self.reconciler.ready
+
+    async def start(self) -> None:
+        """Load the directory, then follow it: called by the lifespan, in the worker process."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.source.ensure_exists)
+        self.metrics.worker_started()
+        self._publish()
+        if settings.watch:
+            self._watcher = DirectoryWatcher(
+                self.source.root,
+                lambda: loop.call_soon_threadsafe(self.reconciler.request),
+                quiet_ms=settings.watch_debounce_ms,
+                force_polling=settings.watch_poll,
+                poll_interval_ms=settings.watch_poll_interval_ms,
+            )
+            self._watcher.start()  # before the first pass, so no change between the two is missed
+        await self.reconciler.reconcile()
+        self._publish()
+        self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="hayhooks-reconcile"))
+        if settings.watch and settings.rescan_interval > 0:
+            rescans = rescan_periodically(self.reconciler.request, settings.rescan_interval)
+            self._tasks.append(asyncio.create_task(rescans, name="hayhooks-rescan"))
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopped = True
+        await asyncio.to_thread(self._board_writer.shutdown)
+        await asyncio.to_thread(self.board.withdraw)
+
+    def _publish(self) -> None:
+        """Tell the other workers what this one serves now."""
+        if self._stopped:
+            return
+        served = {
+            status.name: {"revision": status.revision, "state": status.state} for status in self.registry.statuses()
+        }
+        self._board_writer.submit(self.board.publish, served, ready=self.ready)
+
+
+def _extend_python_path(paths: str) -> None:
+    for path in filter(None, paths.split(os.pathsep)):
+        if path not in sys.path:
+            sys.path.append(path)

@@ -1,0 +1,1 @@
+"""What the tests share: sample pipelines, real server processes, a real load balancer, kustomize."""
