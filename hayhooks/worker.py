@@ -38,7 +38,6 @@ class Worker:
         self.metrics_store = MetricsStore(metrics_dir(settings))
         self.metrics = self.metrics_store.open_for_writing()
         self.metrics.observe_registry(self.registry)
-        self.registry.on_change(self._publish)
         # Board files are written off the event loop, one at a time, so the last write is the newest.
         self._board_writer = ThreadPoolExecutor(1, thread_name_prefix="hayhooks-board")
         self._watcher: DirectoryWatcher | None = None
@@ -56,6 +55,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.source.ensure_exists)
         self.metrics.worker_started()
+        # Subscribed last, after the app's routes: the board never announces a revision that this
+        # worker cannot route yet.
+        self.registry.on_change(self._publish)
         self._publish()
         if settings.watch:
             self._watcher = DirectoryWatcher(

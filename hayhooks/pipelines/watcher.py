@@ -23,10 +23,18 @@ _REALPATH_CHECK_MS = 1000
 
 
 class _PipelinesFilter(watchfiles.DefaultFilter):
-    """watchfiles' defaults, minus our own staging folders and lock file (their renames still count)."""
+    """watchfiles' defaults, minus everything in our own staging and trash folders and the lock file.
+
+    The rename that publishes or removes an entry still counts: it names the entry itself.
+    """
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = root
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
-        return super().__call__(change, path) and not os.path.basename(path).startswith(PRIVATE_PREFIXES)
+        top = os.path.relpath(path, self.root).split(os.sep, 1)[0]
+        return super().__call__(change, path) and not top.startswith(PRIVATE_PREFIXES)
 
 
 class DirectoryWatcher:
@@ -79,7 +87,7 @@ class DirectoryWatcher:
         """Watch ``watched`` until stopped or until ``root`` resolves elsewhere (a symlink swap)."""
         for changes in watchfiles.watch(
             watched,
-            watch_filter=_PipelinesFilter(),
+            watch_filter=_PipelinesFilter(watched),
             debounce=max(10 * self.quiet_ms, 500),
             step=self.quiet_ms,
             stop_event=self._stop,
