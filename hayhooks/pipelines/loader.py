@@ -1,8 +1,9 @@
 """Files → a ready pipeline (a wrapper class or a YAML pipeline), and nothing else.
 
-Loading runs on a worker's load threads, never on its event loop. Each revision of a wrapper is
-imported as its own private package, so two revisions never share module state and a failed load
-leaves nothing behind in ``sys.modules``.
+Loading runs on a worker's load threads, never on its event loop. Each load of a wrapper is
+imported as its own private package, so two revisions (or a deploy's validation copy and the
+identical revision being served) never share module state, and a failed load leaves nothing
+behind in ``sys.modules``.
 """
 
 import ast
@@ -10,6 +11,7 @@ import contextlib
 import importlib.machinery
 import importlib.util
 import inspect
+import itertools
 import os
 import sys
 import threading
@@ -31,6 +33,7 @@ from hayhooks.pipelines.source import Entry
 from hayhooks.pipelines.wrapper import BasePipelineWrapper
 
 _PACKAGE_PREFIX = "hayhooks_pipelines"
+_load_numbers = itertools.count(1)  # itertools.count is atomic under the GIL: safe across load threads
 _import_lock = threading.Lock()  # wrappers that need their folder on sys.path import one at a time
 _namespace_lock = threading.Lock()
 
@@ -86,7 +89,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
     folder = entry.path
     if not (folder / WRAPPER_FILE).is_file():
         raise PipelineLoadError(f"Pipeline '{entry.name}' has no {WRAPPER_FILE}")
-    package = f"{_PACKAGE_PREFIX}.{entry.name.replace('-', '_')}_{entry.revision}"
+    package = f"{_PACKAGE_PREFIX}.{entry.name.replace('-', '_')}_{entry.revision}_{next(_load_numbers)}"
     module, modules = _import_wrapper_module(entry.name, folder, package)
     try:
         wrapper_class = getattr(module, "PipelineWrapper", None)

@@ -49,7 +49,7 @@ def private_modules(name: str) -> set[str]:
 
 @pytest.fixture(autouse=True)
 def _forget_loaded_pipelines() -> Iterator[None]:
-    """Two tests loading the same content get the same revision (package name): never let one leak into another."""
+    """What a test loaded and did not unload must not show up in the next test's private_modules()."""
     yield
     for module in [m for m in sys.modules if m.startswith(PRIVATE_PACKAGE)]:
         sys.modules.pop(module, None)

@@ -179,10 +179,22 @@ def test_the_same_code_in_two_revisions_runs_its_own_version(tmp_path):
     assert run(two)["version"] == "2"
 
 
+def test_two_loads_of_one_revision_do_not_share_modules(tmp_path):
+    """A deploy validates an identical copy of the served revision, then unloads it: the served one stays whole."""
+    folder = write_wrapper(tmp_path / "1", "greet", GREET)
+    served = load_entry(Entry("greet", "files", folder, "r1"))
+    staged = load_entry(Entry("greet", "files", folder, "r1"))
+    assert set(served.modules).isdisjoint(staged.modules)
+    staged.unload()
+    assert set(served.modules) <= set(sys.modules)
+    served.unload()
+
+
 def test_unload_removes_the_revision_modules_and_only_those(tmp_path):
     one = load_entry(Entry("greet", "files", write_wrapper(tmp_path / "1", "greet", GREET), "r1"))
     two = load_entry(Entry("greet", "files", write_wrapper(tmp_path / "2", "greet", GREET), "r2"))
-    assert {"hayhooks_pipelines.greet_r1.pipeline_wrapper", "hayhooks_pipelines.greet_r1.helpers"} <= set(one.modules)
+    assert {module.rsplit(".", 1)[-1] for module in one.modules} >= {"pipeline_wrapper", "helpers"}
+    assert all(module.startswith("hayhooks_pipelines.greet_r1_") for module in one.modules)
     assert set(one.modules) <= set(sys.modules)
     one.unload()
     assert set(one.modules).isdisjoint(sys.modules)
