@@ -15,7 +15,7 @@ from pathlib import Path
 
 import watchfiles
 
-from hayhooks.pipelines.names import PRIVATE_PREFIXES
+from hayhooks.pipelines.names import PRIVATE_PREFIXES, is_ignored
 
 logger = logging.getLogger("hayhooks.watch")
 
@@ -54,10 +54,15 @@ class DirectoryWatcher:
         self.quiet_ms = quiet_ms
         self.polling = force_polling
         self.poll_interval_ms = poll_interval_ms
+        self._snapshot: Snapshot = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hayhooks-watch", daemon=True)
 
     def start(self) -> None:
+        """Start watching; with polling, the first snapshot is taken before this returns, so that a
+        change right after it (and after the caller's first scan) is seen by the first poll."""
+        if self.polling:
+            self._snapshot = _snapshot(os.path.realpath(self.root))
         self._thread.start()
 
     def stop(self) -> None:
@@ -69,22 +74,38 @@ class DirectoryWatcher:
             if not os.path.isdir(watched):  # removed or not yet mounted: the periodic rescan covers it
                 self._stop.wait(_REALPATH_CHECK_MS / 1000)
                 continue
-            try:
-                self._watch(watched)
-            except (OSError, RuntimeError) as error:  # inotify limits reached or unavailable
-                if self.polling:
-                    logger.error("watching %s failed: %s; retrying", watched, error)
-                    self._stop.wait(1.0)
-                else:
+            if self.polling:
+                self._poll(watched)
+            else:
+                try:
+                    self._watch(watched)
+                except (OSError, RuntimeError) as error:  # inotify limits reached or unavailable
                     logger.warning("inotify unavailable for %s (%s); falling back to polling", watched, error)
                     self.polling = True
-            else:
-                if not self._stop.is_set():
-                    logger.info("%s now points to %s; watching the new target", self.root, os.path.realpath(self.root))
-                    self.on_change()
+                    self._snapshot = _snapshot(watched)
+                    self.on_change()  # what changed while inotify failed
+                    continue
+            if not self._stop.is_set():
+                logger.info("%s now points to %s; watching the new target", self.root, os.path.realpath(self.root))
+                self.on_change()
+
+    def _poll(self, watched: str) -> None:
+        """Compare a snapshot of every file's stat each interval, until stopped or ``root`` moves.
+
+        Our own poller rather than watchfiles' (notify's), which keeps modification times in whole
+        seconds and so never sees an edit made in the same second as the one before it.
+        """
+        while not self._stop.wait(self.poll_interval_ms / 1000):
+            if os.path.realpath(self.root) != watched:
+                return
+            now = _snapshot(watched)
+            if now != self._snapshot:
+                self._snapshot = now
+                self.on_change()
 
     def _watch(self, watched: str) -> None:
-        """Watch ``watched`` until stopped or until ``root`` resolves elsewhere (a symlink swap)."""
+        """Watch ``watched`` with inotify until stopped or until ``root`` resolves elsewhere (a symlink swap)."""
+        caught_up = False
         for changes in watchfiles.watch(
             watched,
             watch_filter=_PipelinesFilter(watched),
@@ -93,14 +114,33 @@ class DirectoryWatcher:
             stop_event=self._stop,
             rust_timeout=_REALPATH_CHECK_MS,
             yield_on_timeout=True,
-            force_polling=self.polling,
-            poll_delay_ms=self.poll_interval_ms,
             raise_interrupt=False,
         ):
-            if changes:
+            # The watch is set up inside this thread, after the caller's first scan may have run:
+            # the first answer (a change, or the first timeout) asks for one more scan to catch up.
+            if changes or not caught_up:
+                caught_up = True
                 self.on_change()
             if os.path.realpath(self.root) != watched:
                 return
+
+
+Snapshot = dict[str, tuple[int, int, int]]
+
+
+def _snapshot(root: str) -> Snapshot:
+    """Every served file and folder under ``root`` → (mtime in ns, size, inode)."""
+    found: Snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [name for name in dirnames if not is_ignored(name)]
+        for name in (*dirnames, *(name for name in filenames if not is_ignored(name))):
+            path = os.path.join(dirpath, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # gone between the listing and the stat: the next poll settles it
+                continue
+            found[path] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return found
 
 
 async def rescan_periodically(request_rescan: Callable[[], None], interval: float) -> None:

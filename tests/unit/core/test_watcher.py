@@ -112,3 +112,35 @@ def test_rescan_periodically_asks_for_rescans_until_cancelled():
         assert len(calls) == count
 
     asyncio.run(scenario())
+
+
+def test_a_same_size_edit_within_the_same_second_fires(watch, pipelines_dir):
+    """Polling compares nanosecond mtimes: an edit in the same second as the last is seen too."""
+    _, changed = watch
+    target = pipelines_dir / "prompt.yml"
+    assert fires_after_writes(target, changed)
+    settle(changed)
+    target.write_text("version 1")
+    assert changed.wait(2.0)
+    first_second = int(target.stat().st_mtime)
+    changed.clear()
+    target.write_text("version 2")  # same size
+    fired = changed.wait(2.0)
+    if int(target.stat().st_mtime) != first_second:
+        pytest.skip("the two writes fell into different seconds: nothing to prove this time")
+    assert fired
+
+
+def test_a_change_right_after_start_is_not_lost(pipelines_dir):
+    """What changes between start() and the watch being set up still fires (the caller's first
+    scan may already have run)."""
+    for polling in (False, True):
+        changed = threading.Event()
+        watcher = DirectoryWatcher(pipelines_dir, changed.set, quiet_ms=20, force_polling=polling, poll_interval_ms=20)
+        watcher.start()
+        (pipelines_dir / f"right_after_{polling}.yml").write_text("x")
+        try:
+            assert changed.wait(5.0), f"polling={polling}"
+        finally:
+            watcher.stop()
+            watcher._thread.join(5)
