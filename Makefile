@@ -22,7 +22,7 @@ run: install
 	cp -rn examples/pipelines/. pipelines/
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-# System tools the tests need beyond the venv: nginx (for tests/test_cluster.py), installed with
+# System tools the tests need beyond the venv: nginx (for tests/e2e/test_cluster.py), installed with
 # apt-get when missing and running as root, else a clear error.
 tools:
 	scripts/ensure-nginx.sh

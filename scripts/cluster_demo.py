@@ -2,7 +2,7 @@
 
 Run as ``python -m scripts.cluster_demo`` (needs nginx: scripts/ensure-nginx.sh). Everything listens on
 127.0.0.1 on free ports and is stopped at the end. Exits non-zero, with the logs, on the first step
-that does not hold. tests/test_cluster.py checks the same things in more detail.
+that does not hold. tests/e2e/test_cluster.py checks the same things in more detail.
 """
 
 import os
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +46,16 @@ def everywhere(cluster: Cluster, name: str, revision: str | None) -> bool:
         if not served_by_all(instance.url, instance.worker_pids(), name, SLOW, revision):
             return False
     return served_by_all(cluster.url, cluster.all_worker_pids(), name, SLOW, revision)
+
+
+def answering(results: list[tuple[int, int]]) -> set[int]:
+    """The worker pids that answered 200 to any of ``results`` (status, pid)."""
+    return {pid for status, pid in results if status == 200}
+
+
+def instances_answering(cluster: Cluster, results: list[tuple[int, int]]) -> set[int | None]:
+    """Which instances (by index) answered any of ``results``."""
+    return {cluster.instance_of(pid) for pid in answering(results)}
 
 
 def main() -> int:
@@ -103,14 +112,19 @@ def main() -> int:
         for thread in clients:
             thread.start()
         try:
-            time.sleep(1.0)
+            wait_until(lambda: instances_answering(cluster, results) == {0, 1}, 10, message="both instances answering")
             killed = cluster.kill(0)
+            since_kill = len(results)
             print(f"  killed pids {sorted(killed)}")
             survivor = cluster.instances[1]
             for name, revision in (("demo", body["revision"]), ("ver", hash_entry(directory / "ver", "files"))):
                 assert served_by_all(survivor.url, survivor.worker_pids(), name, SLOW, revision), name
             print("  instance B serves every pipeline with every worker")
-            time.sleep(1.0)
+            wait_until(
+                lambda: answering(results[since_kill:]) >= survivor.worker_pids(),
+                10,
+                message="calls through nginx answered by every worker of B while A is down",
+            )
 
             step("6. restart instance A on its port: it loads everything from the directory")
             restarted = cluster.restart(0)

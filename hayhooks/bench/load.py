@@ -2,8 +2,8 @@
 
 ``wrk`` (one thread, a Lua script for the body) when it is installed, else the built-in
 generator: one separate process (``python -m hayhooks.bench.load``) running asyncio streams over
-HTTP/1.1 keep-alive. Both report the generator's own CPU time, so a reader can see whether it took
-CPU the server needed.
+HTTP/1.1 keep-alive. Either runs as a child process, so ``hayhooks.bench.cpu`` can tell its CPU time
+from the server's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 import os
 import random
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -72,7 +71,6 @@ class LoadResult:
     non_2xx: int = 0
     socket_errors: int = 0  # connect, read, write errors and timeouts
     seconds: float = 0.0  # wall time of the measurement
-    generator_cpu: float = float("nan")  # CPU seconds the generator used
 
     @property
     def errors(self) -> int:
@@ -92,12 +90,6 @@ def resolve_generator(choice: str) -> str:
     if choice == "wrk" and not shutil.which("wrk"):
         raise LoadError("wrk is not on PATH: install it (e.g. apt-get install wrk) or use --load-generator builtin")
     return choice
-
-
-def children_cpu_seconds() -> float:
-    """CPU time of this process's children that finished (and were waited for) so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_load(
@@ -174,7 +166,6 @@ def run_wrk(
     seconds = max(1, round(duration))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"--timeout={REQUEST_TIMEOUT:g}s"]
     command += ["-s", str(script), f"http://127.0.0.1:{port}{path}"]
-    before = children_cpu_seconds()
     try:
         run = subprocess.run(
             command,
@@ -192,9 +183,7 @@ def run_wrk(
         raise LoadError(f"wrk failed: {error}") from error
     if run.returncode != 0:
         raise LoadError(f"wrk exited with {run.returncode}: {(run.stderr or run.stdout).strip()}")
-    result = parse_wrk(run.stdout)
-    result.generator_cpu = children_cpu_seconds() - before
-    return result
+    return parse_wrk(run.stdout)
 
 
 # --- the built-in generator -----------------------------------------------------------------------------
@@ -214,7 +203,6 @@ def run_builtin(
             "reconnect": reconnect,
         }
     )
-    before = children_cpu_seconds()
     try:
         run = subprocess.run(
             [sys.executable, "-m", "hayhooks.bench.load", spec],
@@ -227,11 +215,9 @@ def run_builtin(
     if run.returncode != 0:
         raise LoadError(f"the built-in load generator exited with {run.returncode}: {run.stderr.strip()}")
     try:
-        result = LoadResult(**json.loads(run.stdout))
+        return LoadResult(**json.loads(run.stdout))
     except (ValueError, TypeError) as error:
         raise LoadError(f"unexpected output of the built-in load generator: {run.stdout[:300]!r}") from error
-    result.generator_cpu = children_cpu_seconds() - before
-    return result
 
 
 class _Stats:

@@ -3,27 +3,23 @@ server on a copy of the pipelines directory, warm it up, measure it, read its me
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
-import re
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hayhooks.bench.load import DEFAULT_RECONNECT, LoadResult, resolve_generator, run_load
 from hayhooks.bench.report import Row
-from hayhooks.bench.server import CLOCK_TICKS, GunicornServer, call, cpu_ticks, machine_busy_seconds
+from hayhooks.bench.server import call, signals_end_the_run
+from hayhooks.bench.serving import BenchServer
+from hayhooks.pipelines.names import WRAPPER_FILE, YAML_SUFFIXES, is_ignored, is_valid_name
 
 DEFAULT_PIPELINE = "cpu_heavy"
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class BenchError(RuntimeError):
@@ -79,18 +75,19 @@ def examples_dir() -> Path | None:
 
 
 def list_pipelines(directory: Path) -> list[str]:
-    """The pipeline names a server would serve from ``directory``: wrapper folders and YAML files."""
+    """The pipeline names a server would serve from ``directory``: wrapper folders and YAML files,
+    by the server's own naming rules."""
     names = []
     for entry in sorted(directory.iterdir()):
-        if entry.name.startswith("."):
+        if is_ignored(entry.name):
             continue
-        if entry.is_dir() and (entry / "pipeline_wrapper.py").is_file():
+        if entry.is_dir() and (entry / WRAPPER_FILE).is_file():
             name = entry.name
-        elif entry.is_file() and entry.suffix in (".yml", ".yaml"):
+        elif entry.is_file() and entry.suffix in YAML_SUFFIXES:
             name = entry.stem
         else:
             continue
-        if _NAME.fullmatch(name):
+        if is_valid_name(name):
             names.append(name)
     return names
 
@@ -145,24 +142,6 @@ def parse_body(text: str) -> str:
 # --- the run -----------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _signals_end_the_run() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so the servers and the temporary folder go too."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchOutcome:
     """Measure every (workers, preload) configuration; BenchError when it cannot."""
     source = config.pipelines_dir or examples_dir()
@@ -182,7 +161,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchOutc
     outcome.load_before = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="hayhooks-bench-"))
     try:
-        with _signals_end_the_run():
+        with signals_end_the_run():
             pipelines = scratch / "pipelines"  # a copy: the bench never touches the caller's directory
             shutil.copytree(source, pipelines, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
             for workers in config.workers:
@@ -210,7 +189,7 @@ def _measure(
     progress: Callable[[str], None],
 ) -> tuple[Row, str]:
     path = f"/{name}/run"
-    server = GunicornServer(pipelines, workers, preload, scratch)
+    server = BenchServer(pipelines, workers, preload, scratch)
     progress(f"{server.label}: starting")
     started = time.monotonic()
     with server:
@@ -244,28 +223,20 @@ def _measure(
     return row, body
 
 
-def _measure_once(server: GunicornServer, generator: str, path: str, body: str, duration: float, load: dict) -> Row:
+def _measure_once(server: BenchServer, generator: str, path: str, body: str, duration: float, load: dict) -> Row:
     """One measurement: the load generator's numbers and the CPU time of everyone during it."""
-    worker_pids = server.worker_pids()
-    server_before, machine_before = server.cpu_seconds(), machine_busy_seconds()
-    workers_before = [cpu_ticks([pid]) for pid in worker_pids]
-    clock = time.monotonic()
+    meter = server.cpu_meter()
     result = run_load(generator, server.port, path, body, duration=duration, **load)
-    wall = time.monotonic() - clock
-    server_cpu, machine = server.cpu_seconds() - server_before, machine_busy_seconds() - machine_before
-    workers_cpu = [
-        (cpu_ticks([pid]) - before) / CLOCK_TICKS for pid, before in zip(worker_pids, workers_before, strict=True)
-    ]
-    generator_cpu = 0.0 if math.isnan(result.generator_cpu) else result.generator_cpu
+    cpu = meter.stop()
     return Row(
         workers=server.workers,
         preload=server.preload,
         load=result,
         memory=None,
-        server_cores=server_cpu / wall,
-        generator_cores=generator_cpu / wall,
-        other_cores=max(0.0, machine - server_cpu - generator_cpu) / wall,
-        worker_cores=[cpu / wall for cpu in workers_cpu],
+        server_cores=cpu.cores(cpu.server),
+        generator_cores=cpu.cores(cpu.generator),
+        other_cores=cpu.cores(cpu.others),
+        worker_cores=[cpu.cores(seconds) for seconds in cpu.workers],
     )
 
 
@@ -273,7 +244,7 @@ def _summary(result: LoadResult) -> str:
     return f"{result.rps:.1f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors"
 
 
-def _probe(server: GunicornServer, path: str, body: str) -> None:
+def _probe(server: BenchServer, path: str, body: str) -> None:
     """One call before any load: a wrong body or a pipeline that always fails ends the bench at once."""
     status, answer = 0, None
     for _ in range(3):

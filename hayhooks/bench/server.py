@@ -1,5 +1,11 @@
-"""A gunicorn server to measure: start it on a free loopback port, wait until it serves, read its
-processes' CPU time and memory, stop it and everything it started. Linux only (``/proc``)."""
+"""The one harness for server processes: ``hayhooks bench``, ``benchmarks/`` and the tests start
+every server with it.
+
+A server (a gunicorn master, a single uvicorn, or any other command) runs in its own process group
+on a free loopback port with its output in a log file; its workers, CPU time and memory are read
+from ``/proc``, never from what the server says of itself, so it measures other servers alike; it
+is always stopped with everything it started. Linux only.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +16,25 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-MIB = 1024 * 1024
+from hayhooks.bench.cpu import CLOCK_TICKS, CpuMeter, cpu_ticks
 
-# Set by the bench for every server; whatever the caller's environment says about them is dropped.
-# The tokens too: the bench's own requests carry none.
-CONTROLLED = {
-    "HAYHOOKS_HOST",
-    "HAYHOOKS_PORT",
-    "HAYHOOKS_WORKERS",
-    "HAYHOOKS_PIPELINES_DIR",
-    "HAYHOOKS_ACCESS_LOG",
-    "HAYHOOKS_PRELOAD",
-    "HAYHOOKS_RUNTIME_DIR",
-    "HAYHOOKS_ADMIN_TOKEN",
-    "HAYHOOKS_API_TOKEN",
-    "WEB_CONCURRENCY",
-    "PROMETHEUS_MULTIPROC_DIR",
-}
+HOST = "127.0.0.1"
+MIB = 1024 * 1024
+LOG_LINES = 40  # of a server's log, in an error saying why it did not start
+NOT_INHERITED = frozenset({"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"})  # a server would run differently
 
 
 class ServerError(RuntimeError):
-    """The server did not start, or did not come to serve the pipeline."""
+    """The server exited, or was not ready in time."""
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -71,20 +65,40 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime of ``pids`` (those still alive), in clock ticks."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, arguments joined by spaces; empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent busy so far, hypervisor steal included (/proc/stat)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+@contextlib.contextmanager
+def signals_end_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the servers and the temporary folders go too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
 
 
 # --- memory ------------------------------------------------------------------------------------------
@@ -137,7 +151,7 @@ class TreeMemory:
 
 
 def tree_memory(master: int, workers: list[int]) -> TreeMemory | None:
-    """Memory of a gunicorn master and ``workers``; None if it cannot be read."""
+    """Memory of a master and its ``workers``; None if it cannot be read."""
     master_memory = read_memory(master)
     worker_memory = [memory for memory in map(read_memory, workers) if memory is not None]
     if master_memory is None or not worker_memory:
@@ -152,13 +166,179 @@ def tree_memory(master: int, workers: list[int]) -> TreeMemory | None:
     )
 
 
+# --- what a server runs with ---------------------------------------------------------------------------
+
+
+def _not_a_setting(key: str) -> bool:
+    return not key.startswith("HAYHOOKS_")
+
+
+def child_env(inherit: Callable[[str], bool] = _not_a_setting, **settings: str) -> dict[str, str]:
+    """This process's environment for a server: the variables ``inherit`` accepts (by default no
+    ``HAYHOOKS_*``: the caller's own settings must not leak in), never ``NOT_INHERITED``, Haystack's
+    telemetry off; then ``settings``."""
+    env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED and inherit(key)}
+    return {**env, "HAYSTACK_TELEMETRY_ENABLED": "False", **settings}
+
+
+def hayhooks_env(
+    port: int, pipelines_dir: Path, inherit: Callable[[str], bool] = _not_a_setting, **settings: str
+) -> dict[str, str]:
+    """``child_env`` for hayhooks serving ``pipelines_dir`` on loopback ``port``."""
+    return child_env(
+        inherit, HAYHOOKS_HOST=HOST, HAYHOOKS_PORT=str(port), HAYHOOKS_PIPELINES_DIR=str(pipelines_dir), **settings
+    )
+
+
+def gunicorn_command(python: str | Path = sys.executable) -> list[str]:
+    """A gunicorn master with hayhooks' packaged configuration (workers from ``HAYHOOKS_WORKERS``)."""
+    return [str(python), "-m", "gunicorn", "--config", "python:hayhooks.run.gunicorn_conf"]
+
+
+def hayhooks_run_command(python: str | Path = sys.executable, *args: str) -> list[str]:
+    """``hayhooks run ARGS`` of the environment ``python`` belongs to: one uvicorn unless ``--workers``."""
+    return [str(Path(python).parent / "hayhooks"), "run", *args]
+
+
+# --- the server ----------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """``argv`` in its own process group, listening on loopback ``port``, its output in ``log``.
+
+    ``workers``, when given, is how many worker processes it must have to be ready. Use as a
+    context manager (started on entry), or ``start()`` and ``stop()``: stopping takes the whole
+    group, whatever the server left behind.
+    """
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str], port: int, log: Path, *, cwd: Path, workers: int | None = None
+    ) -> None:
+        self.argv = argv
+        self.env = env
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log = log
+        self.cwd = cwd
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def label(self) -> str:
+        """What messages call it."""
+        return f"{Path(self.argv[0]).name} on port {self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        with self.log.open("wb") as log:  # the server keeps its own copy of the file
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve: the leader's children (not multiprocessing's resource tracker),
+        or the leader itself when it has none and serves alone."""
+        if self.process is None:
+            return []
+        workers = [pid for pid in children(self.pid) if "resource_tracker" not in cmdline(pid)]
+        return workers or [self.pid]
+
+    def tree(self) -> list[int]:
+        """The leader and every process below it."""
+        return [self.pid, *descendants(self.pid)] if self.process else []
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server's live processes used so far."""
+        return cpu_ticks(self.tree()) / CLOCK_TICKS
+
+    def cpu_meter(self) -> CpuMeter:
+        """Measure the CPU the server, each current worker and the rest use from now on."""
+        return CpuMeter(self.cpu_seconds, self.worker_pids())
+
+    def memory(self) -> TreeMemory | None:
+        """The leader's and its workers' memory; None when it serves alone or it cannot be read."""
+        if self.process is None:
+            return None
+        return tree_memory(self.pid, [pid for pid in self.worker_pids() if pid != self.pid])
+
+    def wait_for(self, not_ready: Callable[[], str], timeout: float, interval: float = 0.25) -> None:
+        """Poll until the server has its ``workers`` and ``not_ready()`` names nothing it still waits
+        for (it may raise ServerError to give up); ServerError if the server exits or ``timeout`` passes."""
+        waiting_for = ["the process to start"]
+
+        def ready() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ServerError(f"{self.label}: exited with code {code}; log:\n{self.log_tail()}")
+            live = len(self.worker_pids())
+            if self.workers is not None and live != self.workers:
+                waiting_for[0] = f"{self.workers} worker processes (has {live})"
+            else:
+                waiting_for[0] = not_ready()
+            return not waiting_for[0]
+
+        if not wait_until(ready, timeout, interval):
+            raise ServerError(
+                f"{self.label}: not ready after {timeout:g} s, still waiting for {waiting_for[0]};"
+                f" log:\n{self.log_tail()}"
+            )
+
+    def wait_idle(self, timeout: float = 30.0, window: float = 0.5) -> bool:
+        """Wait until the server used (almost) no CPU for ``window`` seconds: start-up is over."""
+        pids = self.tree()
+
+        def quiet() -> bool:
+            before = cpu_ticks(pids)
+            time.sleep(window)
+            return cpu_ticks(pids) - before <= max(2, int(window * CLOCK_TICKS * 0.04))
+
+        return wait_until(quiet, timeout, interval=0)
+
+    def output(self) -> str:
+        """Everything the server wrote so far."""
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")
+        return ""
+
+    def log_tail(self, lines: int = LOG_LINES) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """``sig`` to the process group, SIGKILL if the leader is still there after ``timeout``, then
+        SIGKILL to whatever is left of the group; the leader's exit code."""
+        if self.process is None:
+            return None
+        group = self.process.pid
+        if self.process.poll() is None:
+            for signum, wait in ((sig, timeout), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signum)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(wait)
+                    break
+        with contextlib.suppress(ProcessLookupError):  # workers the leader left behind
+            os.killpg(group, signal.SIGKILL)
+        return self.process.returncode
+
+
 # --- a tiny HTTP client for the control requests -------------------------------------------------------
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, Any]:
-    """One request; ``(status, decoded JSON or text)``; status 0 when there was no answer."""
+    """One request on a new connection; ``(status, decoded JSON or text)``; status 0 when there was no answer."""
     request = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body, method=method)
     if body is not None:
         request.add_header("Content-Type", "application/json")
@@ -174,159 +354,3 @@ def call(port: int, method: str, path: str, body: bytes | None = None, timeout: 
         return status, json.loads(text)
     except ValueError:
         return status, text
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds passed; whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-# --- the server ----------------------------------------------------------------------------------------
-
-
-def server_env(port: int, workers: int, pipelines_dir: Path, preload: bool, log_dir: Path) -> dict[str, str]:
-    """The caller's environment minus what the bench controls, plus the server's settings.
-
-    Other ``HAYHOOKS_*`` settings (limits, log level, ...) apply as they would in production;
-    relative paths in ``HAYHOOKS_ADDITIONAL_PYTHON_PATH`` are made absolute (the server runs in
-    ``log_dir``, where no ``.env`` is read).
-    """
-    env = {key: value for key, value in os.environ.items() if key not in CONTROLLED}
-    if extra := env.get("HAYHOOKS_ADDITIONAL_PYTHON_PATH"):
-        env["HAYHOOKS_ADDITIONAL_PYTHON_PATH"] = os.pathsep.join(
-            str(Path(part).absolute()) for part in extra.split(os.pathsep) if part
-        )
-    env.update(
-        {
-            "HAYSTACK_TELEMETRY_ENABLED": "False",
-            "HAYHOOKS_HOST": HOST,
-            "HAYHOOKS_PORT": str(port),
-            "HAYHOOKS_WORKERS": str(workers),
-            "HAYHOOKS_PIPELINES_DIR": str(pipelines_dir),
-            "HAYHOOKS_ACCESS_LOG": "false",
-            "HAYHOOKS_PRELOAD": "true" if preload else "false",
-            "HAYHOOKS_GRACEFUL_TIMEOUT": env.get("HAYHOOKS_GRACEFUL_TIMEOUT", "5"),
-        }
-    )
-    return env
-
-
-class GunicornServer:
-    """``python -m gunicorn --config python:hayhooks.run.gunicorn_conf`` in its own process group.
-
-    Use as a context manager: it is stopped, with everything it started, however the block ends.
-    """
-
-    def __init__(self, pipelines_dir: Path, workers: int, preload: bool, scratch: Path) -> None:
-        self.workers = workers
-        self.preload = preload
-        self.port = free_port()
-        self.log = scratch / f"server-{workers}w-{'preload' if preload else 'nopreload'}-{self.port}.log"
-        self._env = server_env(self.port, workers, pipelines_dir, preload, scratch)
-        self._cwd = scratch
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.workers} worker{'s' if self.workers != 1 else ''}, preload {'on' if self.preload else 'off'}"
-
-    def __enter__(self) -> GunicornServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "gunicorn", "--config", "python:hayhooks.run.gunicorn_conf"]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, env=self._env, cwd=self._cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def worker_pids(self) -> list[int]:
-        """The master's children: its workers."""
-        return children(self.process.pid) if self.process else []
-
-    def tree(self) -> list[int]:
-        """The master and every process below it."""
-        return [self.process.pid, *descendants(self.process.pid)] if self.process else []
-
-    def cpu_seconds(self) -> float:
-        """CPU time the server's live processes used so far."""
-        return cpu_ticks(self.tree()) / CLOCK_TICKS
-
-    def memory(self) -> TreeMemory | None:
-        return tree_memory(self.process.pid, self.worker_pids()) if self.process else None
-
-    def wait_serving(self, name: str, timeout: float) -> None:
-        """Wait until every worker is up and serves ``name``; ServerError if the server exits, the
-        pipeline fails to load, or ``timeout`` passes."""
-        waiting_for = ["the server to answer"]
-
-        def serving() -> bool:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise ServerError(f"the server ({self.label}) exited with code {code}; log:\n{self.log_tail()}")
-            live = len(self.worker_pids())
-            if live < self.workers:
-                waiting_for[0] = f"{self.workers} worker processes (has {live})"
-                return False
-            status, answer = call(self.port, "GET", "/status", timeout=5)
-            if status != 200 or not isinstance(answer, dict):
-                waiting_for[0] = f"GET /status to answer 200 (got {status})"
-                return False
-            workers = answer.get("cluster", {}).get("workers", [])
-            states = [worker.get("pipelines", {}).get(name, {}) for worker in workers]
-            if any(state.get("state") == "failed" for state in states):
-                raise ServerError(f"pipeline {name!r} failed to load: {self._load_error(name)}")
-            ready = sum(state.get("state") == "ready" for state in states)
-            waiting_for[0] = f"{name} ready in {self.workers} workers (ready in {ready})"
-            return ready >= self.workers
-
-        if not wait_until(serving, timeout, interval=0.25):
-            raise ServerError(
-                f"the server ({self.label}) was not serving after {timeout:g} s, still waiting for"
-                f" {waiting_for[0]}; log:\n{self.log_tail()}"
-            )
-
-    def _load_error(self, name: str) -> str:
-        status, answer = call(self.port, "GET", f"/status/{name}", timeout=5)
-        details = answer.get("details", {}) if isinstance(answer, dict) else {}
-        return str(details.get("error") or f"GET /status/{name} answered {status}")
-
-    def wait_idle(self, timeout: float = 30.0, window: float = 0.5) -> bool:
-        """Wait until the server used (almost) no CPU for ``window`` seconds: start-up is over."""
-        pids = self.tree()
-
-        def quiet() -> bool:
-            before = cpu_ticks(pids)
-            time.sleep(window)
-            return cpu_ticks(pids) - before <= max(2, int(window * CLOCK_TICKS * 0.04))
-
-        return wait_until(quiet, timeout, interval=0)
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL it if still there after ``timeout``; reap the master."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        if self.process.poll() is None:
-            for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, sig)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(wait)
-                    break
-        with contextlib.suppress(ProcessLookupError):  # workers the master left behind
-            os.killpg(group, signal.SIGKILL)

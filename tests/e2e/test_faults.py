@@ -23,6 +23,7 @@ import pytest
 
 from hayhooks.pipelines.source import hash_entry
 from tests.helpers import pipelines as samples
+from tests.helpers.metrics import runs_in_flight
 from tests.helpers.support import Server, cluster, every_worker_serves, no_worker_serves, start_gunicorn, wait_until
 
 SLOW = {"delay": 0.05}  # keeps workers busy, so concurrent calls spread over all of them
@@ -208,7 +209,12 @@ def test_a_worker_killed_under_load_is_replaced_and_only_its_in_flight_requests_
             wait_until(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 3, 30)
             (replacement,) = server.worker_pids() - before
             wait_until(lambda: load.wrong or load.served[replacement] >= 10, CONVERGE, message="the new worker's load")
-            time.sleep(0.5)
+            since = Counter(load.served)
+            wait_until(
+                lambda: load.wrong or all(load.served[pid] > since[pid] for pid in server.worker_pids()),
+                CONVERGE,
+                message="every worker to serve on alongside the new one",
+            )
         finally:
             load.finish()
 
@@ -254,12 +260,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(directory: Path, tm
         for caller in callers:
             caller.start()
 
-        def in_flight() -> float:
-            metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
-            line = next(line for line in metrics.splitlines() if line.startswith("hayhooks_requests_in_flight{"))
-            return float(line.split()[-1])
-
-        wait_until(lambda: in_flight() == 4, 5, message="four runs in flight")
+        wait_until(lambda: runs_in_flight(server, "ver") == 4, 5, message="four runs in flight")
         signalled = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         for caller in callers:
@@ -318,6 +319,8 @@ def copy_file_by_file(folder: Path, *, wrapper_first: bool) -> None:
         half = len(content) // 2
         if relative == "pipeline_wrapper.py":
             half = len(samples.wrapper_code(BIG_WRAPPER_HEAD))
+        # the sleeps are the slow link, not waits for the server: they pace the copy so that watchers
+        # see half-written files and partial folders, as they would during a real copy
         with open(folder / relative, "w") as target:
             target.write(content[:half])
             target.flush()
@@ -346,7 +349,13 @@ def test_a_folder_copied_file_by_file_converges_on_the_whole_revision(
         data = b"".join(path.read_bytes() for path in sorted((folder / "data").glob("*.txt")))
         assert answer["count"] == DATA_FILES and answer["mark"] == "complete"
         assert answer["digest"] == hashlib.sha256(data).hexdigest()[:12]
-        time.sleep(1.0)
+        # and it stays there: once every worker has rescanned the directory since (an entry added now is
+        # ready in each), none of them serves or loads any other revision of it
+        samples.write_wrapper(directory, "later", samples.versioned("l1"), files={})
+        answers = every_worker_status(server, lambda answer: details(answer, "later").get("state") == "ready")
+        for answer in answers.values():
+            big = details(answer, "big")
+            assert (big["state"], big["revision"], big["target_revision"]) == ("ready", whole, whole), big
         assert every_worker_serves(server, "big", SLOW, whole)
         view = cluster(server)
         assert view["converged"] and all(w["pipelines"]["big"]["state"] == "ready" for w in view["workers"])

@@ -7,26 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import pipelines as samples
+from tests.helpers.metrics import scrape, value
 from tests.helpers.support import Server, answers_by_worker, start_gunicorn, start_hayhooks, wait_until
 
 SLOW = {"delay": 0.05}
-
-
-def scrape(server: Server) -> dict[tuple[str, tuple], float]:
-    """Every sample of one scrape, keyed by (sample name, sorted labels)."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def loaded_pids(samples: dict, pipeline: str) -> set[int]:

@@ -1,4 +1,4 @@
-"""Several hayhooks instances behind a real nginx, for tests/test_cluster.py and `make cluster-demo`.
+"""Several hayhooks instances behind a real nginx, for tests/e2e/test_cluster.py and `make cluster-demo`.
 
 Each instance is its own gunicorn master (2 workers, its own port and runtime folder) over one shared
 pipelines directory. nginx runs on loopback from ``deploy/nginx/hayhooks.conf``, the file the

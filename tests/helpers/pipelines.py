@@ -49,6 +49,45 @@ class PipelineWrapper(BasePipelineWrapper):
         return {{"version": VERSION, "pid": os.getpid()}}
 '''
 
+GATED = '''
+import time
+import uuid
+from pathlib import Path
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, gate: str) -> str:
+        """Leave a file in the folder ``gate`` as this run starts, then hold its thread until ``gate/open`` exists."""
+        folder = Path(gate)
+        (folder / f"started-{uuid.uuid4().hex}").touch()
+        deadline = time.monotonic() + 60  # a test that never opens the gate does not hold its server forever
+        while not (folder / "open").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return "released"
+'''
+
+
+class Gate:
+    """The test's side of ``GATED``: the body that sends runs to ``folder``, how many of them started, and
+    opening the gate, which lets every held run finish."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.body = {"gate": str(folder)}
+
+    def started(self) -> int:
+        return sum(1 for _ in self.folder.glob("started-*"))
+
+    def open(self) -> None:
+        (self.folder / "open").touch()
+
+
 ASYNC = """
 import asyncio
 

@@ -1,12 +1,11 @@
-"""Real servers for tests: start hayhooks or gunicorn on a free loopback port, and always stop them."""
+"""Real servers for tests: hayhooks or gunicorn on a free loopback port, always stopped again.
 
-import contextlib
-import os
+Processes are ``hayhooks.bench.server``'s (the harness ``hayhooks bench`` and ``benchmarks/`` use);
+what is here adds the tests' defaults and the checks that need httpx.
+"""
+
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,113 +13,62 @@ from typing import Any
 
 import httpx
 
+from hayhooks.bench import server as harness
+from hayhooks.bench.server import ServerProcess, call, free_port, hayhooks_env, hayhooks_run_command
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_env(pipelines_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    # the test process's own settings (and the metrics folder it set up) must not leak into servers
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("HAYHOOKS_") and key != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    env.update(
-        {
-            "HAYSTACK_TELEMETRY_ENABLED": "False",
-            "HAYHOOKS_HOST": "127.0.0.1",
-            "HAYHOOKS_PORT": str(port),
-            "HAYHOOKS_PIPELINES_DIR": str(pipelines_dir),
-            "HAYHOOKS_RESCAN_INTERVAL": "2",
-            **extra,
-        }
-    )
-    return env
+    """No ``HAYHOOKS_*`` of the test process (nor the metrics folder it set up); a quick rescan."""
+    return hayhooks_env(port, pipelines_dir, **{"HAYHOOKS_RESCAN_INTERVAL": "2", **extra})
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, message: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """Poll ``condition`` until it returns something truthy, which is returned; an HTTP or parsing
+    error counts as not yet. Fails the test after ``timeout`` seconds."""
+    last: dict[str, Any] = {"result": None, "error": None}
+
+    def holds() -> bool:
         try:
-            result = condition()
+            last["result"] = condition()
         except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
-            last_error, result = error, None
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {last_error}")
+            last["result"], last["error"] = None, error
+        return bool(last["result"])
+
+    if harness.wait_until(holds, timeout, interval):
+        return last["result"]
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {last['error']}")
 
 
-class Server:
-    """One server process (a gunicorn master or a single uvicorn worker) in its own process group."""
+class Server(ServerProcess):
+    """One server process (a gunicorn master or a single uvicorn worker), started at once from the
+    repository's folder."""
 
     def __init__(self, command: list[str], env: dict[str, str], port: int, log: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, env=env, cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        super().__init__(command, env, port, log, cwd=REPO)
+        self.start()
 
     def wait_ready(self, timeout: float = 60.0) -> "Server":
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
-            return httpx.get(f"{self.url}/ready", timeout=2).status_code == 200
+        """Until ``GET /ready`` answers 200."""
 
-        wait_until(ready, timeout, 0.1, "the server to be ready")
+        def not_ready() -> str:
+            status, _ = call(self.port, "GET", "/ready", timeout=2)
+            return "" if status == 200 else f"GET /ready to answer 200 (got {status})"
+
+        self.wait_for(not_ready, timeout, interval=0.1)
         return self
 
-    def worker_pids(self) -> set[int]:
-        """The master's live children (or the process itself when it serves alone), read from the OS,
-        not from what hayhooks says of itself."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        pids = {int(pid) for pid in children.read_text().split()} if children.exists() else set()
-        workers = {pid for pid in pids if b"resource_tracker" not in _cmdline(pid)}  # uvicorn's helper process
-        return workers or {self.pid}
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")
+    def worker_pids(self) -> set[int]:  # type: ignore[override]  # the tests compare sets of pids
+        return set(super().worker_pids())
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-            except ProcessLookupError:
-                pass
-        # workers that outlived their master (they should not) are not left behind either
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self._log_file.close()
-        return self.process.returncode
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        return super().stop(sig, timeout)
 
 
 def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, **env: str) -> Server:
+    """gunicorn as the container image runs it: ``gunicorn -c gunicorn.conf.py``."""
     port = free_port()
     command = [str(BIN / "gunicorn"), "-c", str(REPO / "gunicorn.conf.py")]
     environment = server_env(pipelines_dir, port, HAYHOOKS_WORKERS=str(workers), **env)
@@ -129,7 +77,7 @@ def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, **env: str
 
 def start_hayhooks(pipelines_dir: Path, tmp_path: Path, *args: str, **env: str) -> Server:
     port = free_port()
-    command = [str(BIN / "hayhooks"), "run", *args]
+    command = hayhooks_run_command(sys.executable, *args)
     return Server(command, server_env(pipelines_dir, port, **env), port, tmp_path / f"hayhooks-{port}.log")
 
 
