@@ -10,6 +10,30 @@ from typing import Any
 _EXPORTS = {
     "BasePipelineWrapper": "hayhooks.pipelines.wrapper",
     "create_app": "hayhooks.http.app",
+    # streaming a run
+    "SSEStream": "hayhooks.pipelines.sse",
+    "async_streaming_generator": "hayhooks.pipelines.streaming",
+    "streaming_generator": "hayhooks.pipelines.streaming",
+    "default_on_pipeline_end": "hayhooks.callbacks",
+    "default_on_tool_call_end": "hayhooks.callbacks",
+    "default_on_tool_call_start": "hayhooks.callbacks",
+    # events for chat UIs
+    "PipelineEvent": "hayhooks.events",
+    "create_notification_event": "hayhooks.events",
+    "create_status_event": "hayhooks.events",
+    "OpenWebUIEvent": "hayhooks.open_webui",
+    "create_chat_completion_event": "hayhooks.open_webui",
+    "create_details_tag": "hayhooks.open_webui",
+    "create_message_event": "hayhooks.open_webui",
+    "create_replace_event": "hayhooks.open_webui",
+    "create_source_event": "hayhooks.open_webui",
+    # reading chat requests
+    "chat_messages_from_openai_response": "hayhooks.pipelines.chat",
+    "get_input_files": "hayhooks.pipelines.chat",
+    "get_last_user_input_text": "hayhooks.pipelines.chat",
+    "get_last_user_message": "hayhooks.pipelines.chat",
+    "is_user_message": "hayhooks.pipelines.chat",
+    "coerce_pipeline_inputs": "hayhooks.pipelines.inputs",
 }
 __all__ = list(_EXPORTS)
 
