@@ -3,15 +3,28 @@
 It builds the same one-component Haystack pipeline as ``examples/pipelines/echo`` and serves it on
 ``POST /echo/run`` with a ``def`` endpoint and the same request/response shapes hayhooks derives
 (``{"text": str}`` in, ``{"result": str}`` out), so the difference to ``hayhooks``' ``/echo/run``
-is the server's own per-request overhead. Serve it like hayhooks is served::
+is the server's own per-request overhead. ``POST /v1/chat/completions`` answers the
+``chat.completion`` JSON hayhooks answers for the echo model, and ``POST /streamer/run`` streams the
+generator of ``examples/pipelines/streamer`` through FastAPI's ``StreamingResponse``. Serve it like
+hayhooks is served::
 
     uvicorn --app-dir benchmarks plain_app:app                       # one worker
     gunicorn -k uvicorn_worker.UvicornWorker -w 2 --chdir benchmarks plain_app:app
 """
 
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from haystack import Pipeline, component
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "pipelines" / "streamer"))
+from pipeline_wrapper import lines  # noqa: E402  - the very generator the streamer pipeline returns
 
 
 @component
@@ -46,3 +59,34 @@ app = FastAPI(title="plain echo")
 def echo_run(body: EchoRunRequest) -> dict[str, str]:
     """Run the pipeline in FastAPI's thread pool, as a ``def`` endpoint does."""
     return {"result": pipeline.run({"echo": {"text": body.text}})["echo"]["text"]}
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+
+
+@app.post("/v1/chat/completions")
+def chat_completions(body: ChatRequest) -> dict[str, Any]:
+    """The echo model's answer, in the JSON hayhooks sends for it."""
+    text = pipeline.run({"echo": {"text": body.messages[-1]["content"]}})["echo"]["text"]
+    return {
+        "id": f"{body.model}-{uuid.uuid4()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        ],
+    }
+
+
+class StreamRequest(BaseModel):
+    count: int = 10
+
+
+@app.post("/streamer/run")
+def streamer_run(body: StreamRequest) -> StreamingResponse:
+    return StreamingResponse(lines(body.count), media_type="text/plain")

@@ -9,6 +9,8 @@ Each scenario starts the servers it needs on free 127.0.0.1 ports, each in its o
     redeploy     redeploys through POST /deploy_files while clients call the pipeline; failed calls
     scaling      cpu_heavy req/s with 2 workers vs 1, ours and published Hayhooks
     deploy       deploy a new pipeline through one of 4 workers, until every worker serves it
+    chat         POST /v1/chat/completions req/s: ours vs plain FastAPI vs published Hayhooks, 1 and 2 workers
+    streaming    time to the first chunk and chunks/s of a streamed /run, vs a plain StreamingResponse
 
 Usage (stdlib only: run it with any Python 3.11+; the servers run from their own venvs)::
 
@@ -58,11 +60,12 @@ from benchmarks.probe import (  # noqa: E402
     says,
     until_every_worker,
 )
+from benchmarks.streaming import StreamTiming, time_stream  # noqa: E402
 from benchmarks.throughput import measure_throughput, other_load_note, typical  # noqa: E402
 from hayhooks.bench.server import signals_end_the_run  # noqa: E402
 
 REFERENCE_VERSION = "2.1.0"
-SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy")
+SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming")
 CPU_BODY: dict[str, Any] = {}
 KINDS = ("plain", "ours", "reference")  # the servers of the overhead scenario, in table order
 
@@ -99,14 +102,17 @@ def _median_worst(times: list[float | None]) -> tuple[float | None, float | None
     return statistics.median(times), max(times)
 
 
-def scenario_overhead(opts: Options) -> Section:
-    """``/echo/run`` throughput of ours, a plain FastAPI app and the published Hayhooks, 1 and 2 workers."""
+def _against_plain(
+    opts: Options, name: str, path: str, body: Any, examples: tuple[str, ...]
+) -> tuple[dict[int, dict[str, Any]], str]:
+    """Throughput of ``path`` on ours, plain FastAPI and the published Hayhooks, 1 and 2 workers:
+    the data by worker count, and its table."""
     rows, data, measured = [], {}, []
     for workers in (1, 2):
-        log(f"overhead: {workers} worker(s)")
-        servers = (plain(opts, workers), ours(opts, workers), reference(opts, workers))
+        log(f"{name}: {workers} worker(s)")
+        servers = (plain(opts, workers), ours(opts, workers, examples), reference(opts, workers, examples))
         with running(*servers):
-            by_label = measure_throughput(opts, servers, "/echo/run", ECHO_BODY)
+            by_label = measure_throughput(opts, servers, path, body)
         runs = {server.kind: by_label[server.label] for server in servers}
         measured += [result for results in runs.values() for result in results]
         rps = {kind: typical(results, "rps") for kind, results in runs.items()}
@@ -136,30 +142,103 @@ def scenario_overhead(opts: Options) -> Section:
                 " / ".join(str(errors[k]) for k in KINDS),
             ]
         )
-    details = markdown_table(
+    table = markdown_table(
         "workers | req/s plain / ours / reference | ours ÷ plain | reference ÷ plain"
         " | CPU ms per request plain / ours / reference | ours ÷ plain by CPU | p99 ms plain / ours / reference"
         " | errors plain / ours / reference",
         rows,
     )
-    details += (
-        f"\n`POST /echo/run` with `{json.dumps(ECHO_BODY)}`. Plain is `benchmarks/plain_app.py`: the same pipeline"
-        " and request/response models in a plain FastAPI `def` endpoint, served like ours (uvicorn for 1 worker,"
-        " gunicorn with uvicorn workers for 2) with no access log. The published Hayhooks runs as"
-        ' `hayhooks run --workers N`. Figures are medians over the repeats; "by CPU" is plain\'s CPU time per'
-        " request (master and workers) over ours: it moves less than req/s when the machine is shared. "
-        + other_load_note(measured)
-    )
+    return data, table + "\n" + _FIGURES + other_load_note(measured)
+
+
+_FIGURES = (
+    'Figures are medians over the repeats; "by CPU" is plain\'s CPU time per request (master and workers)'
+    " over ours: it moves less than req/s when the machine is shared. "
+)
+
+
+def _summary_against_plain(what: str, data: dict[int, dict[str, Any]], target: float) -> list[str]:
     ours_ratios = [data[w]["ratios"]["ours/plain"] for w in (1, 2)]
     cpu_ratios = " / ".join(f"{data[w]['ours/plain by CPU']:.2f}×" for w in (1, 2))
-    summary = [
-        "per-request overhead (`/echo/run` ÷ plain FastAPI, 1 / 2 workers)",
+    return [
+        what,
         " / ".join(f"{r:.2f}×" for r in ours_ratios) + f" (by CPU per request: {cpu_ratios})",
         " / ".join(f"{data[w]['ratios']['reference/plain']:.2f}×" for w in (1, 2)),
-        "≥ 0.8×",
-        _met(min(ours_ratios) >= 0.8),
+        f"≥ {target}×",
+        _met(min(ours_ratios) >= target),
     ]
+
+
+def scenario_overhead(opts: Options) -> Section:
+    """``/echo/run`` throughput of ours, a plain FastAPI app and the published Hayhooks, 1 and 2 workers."""
+    data, table = _against_plain(opts, "overhead", "/echo/run", ECHO_BODY, ("echo",))
+    details = (
+        f"{table}\n`POST /echo/run` with `{json.dumps(ECHO_BODY)}`. Plain is `benchmarks/plain_app.py`: the same"
+        " pipeline and request/response models in a plain FastAPI `def` endpoint, served like ours (uvicorn for 1"
+        " worker, gunicorn with uvicorn workers for 2) with no access log. The published Hayhooks runs as"
+        " `hayhooks run --workers N`.\n"
+    )
+    summary = _summary_against_plain("per-request overhead (`/echo/run` ÷ plain FastAPI, 1 / 2 workers)", data, 0.8)
     return Section("overhead", summary, details, data)
+
+
+CHAT_BODY = {"model": "echo", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def scenario_chat(opts: Options) -> Section:
+    """Non-streaming ``/v1/chat/completions`` of the echo model vs a plain FastAPI endpoint answering the same JSON."""
+    data, table = _against_plain(opts, "chat", "/v1/chat/completions", CHAT_BODY, ("echo",))
+    details = (
+        f"{table}\n`POST /v1/chat/completions` with `{json.dumps(CHAT_BODY)}`: the echo example's"
+        " `run_chat_completion` (a sync method, run in the threadpool). Plain is the `/v1/chat/completions` `def`"
+        " endpoint of `benchmarks/plain_app.py`, running the same pipeline and answering the same `chat.completion`"
+        " JSON. The published Hayhooks answers through `fastapi-openai-compat`.\n"
+    )
+    summary = _summary_against_plain(
+        "chat completions (`/v1/chat/completions` ÷ plain FastAPI, 1 / 2 workers)", data, 0.9
+    )
+    return Section("chat", summary, details, data)
+
+
+def scenario_streaming(opts: Options) -> Section:
+    """Time to the first chunk and chunks/s of ``/streamer/run``: ours, plain FastAPI StreamingResponse, published."""
+    log("streaming: /streamer/run, 1 worker each")
+    servers = (plain(opts, 1), ours(opts, 1, ("streamer",)), reference(opts, 1, ("streamer",)))
+    timings: dict[str, StreamTiming] = {}
+    with running(*servers):
+        for server in servers:
+            timing = time_stream(server.port, "/streamer/run", short=10, long=50_000, requests=200, repeats=3)
+            timings[server.kind] = timing
+            log(
+                f"  {server.label:<24} first chunk {timing.first_chunk_ms:.2f} ms (p90 {timing.first_chunk_p90_ms:.2f})"
+                f"  {timing.chunks_per_second:,.0f} chunks/s"
+            )
+    first = {kind: timing.first_chunk_ms for kind, timing in timings.items()}
+    rate = {kind: timing.chunks_per_second for kind, timing in timings.items()}
+    data = {kind: asdict(timing) for kind, timing in timings.items()}
+    data["ours - plain first chunk ms"] = round(first["ours"] - first["plain"], 3)
+    data["ours/plain chunks per second"] = _ratio(rate["ours"], rate["plain"])
+    rows = [
+        [kind, f"{first[kind]:.2f}", f"{timings[kind].first_chunk_p90_ms:.2f}", f"{rate[kind]:,.0f}"] for kind in KINDS
+    ]
+    details = markdown_table(
+        "server | first chunk ms (median) | first chunk ms (p90) | chunks/s of a long stream", rows
+    )
+    details += (
+        '\n`POST /streamer/run`: the streamer example\'s generator of short lines (`{"count": 10}` for the first'
+        ' chunk, 200 requests, each on a fresh connection; `{"count": 50000}` for the rate, 3 streams). Plain is'
+        " `benchmarks/plain_app.py` serving the same generator through FastAPI's `StreamingResponse`. One worker"
+        " each, one request at a time.\n"
+    )
+    ok = data["ours - plain first chunk ms"] <= 2.0 and data["ours/plain chunks per second"] >= 0.8
+    summary = [
+        "streaming (`/streamer/run`: first chunk vs plain; chunks/s ÷ plain)",
+        f"+{data['ours - plain first chunk ms']:.2f} ms; {data['ours/plain chunks per second']:.2f}×",
+        f"+{first['reference'] - first['plain']:.2f} ms; {_ratio(rate['reference'], rate['plain']):.2f}×",
+        "≤ +2 ms; ≥ 0.8×",
+        _met(ok),
+    ]
+    return Section("streaming", summary, details, data)
 
 
 def scenario_propagation(opts: Options) -> Section:
@@ -422,6 +501,8 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "redeploy": scenario_redeploy,
     "scaling": scenario_scaling,
     "deploy": scenario_deploy,
+    "chat": scenario_chat,
+    "streaming": scenario_streaming,
 }
 
 

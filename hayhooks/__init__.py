@@ -10,6 +10,7 @@ from typing import Any
 _EXPORTS = {
     "BasePipelineWrapper": "hayhooks.pipelines.wrapper",
     "create_app": "hayhooks.http.app",
+    "log": "hayhooks.logs",
     # streaming a run
     "SSEStream": "hayhooks.pipelines.sse",
     "async_streaming_generator": "hayhooks.pipelines.streaming",

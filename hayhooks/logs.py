@@ -124,3 +124,59 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("hayhooks").setLevel(settings.log_level)
     if not logging.getLogger().handlers:
         logging.config.dictConfig(logging_dict_config(settings))
+
+
+class PipelineLog:
+    """``from hayhooks import log``: what pipeline code written for the published Hayhooks logs with.
+
+    That one is loguru's logger; this keeps the calls wrappers make (``log.info("{} docs", n)``,
+    ``success``, ``trace``, ``exception``, ``bind``, ``opt``) and writes them as standard ``logging``
+    records of ``hayhooks.pipelines``, in the server's one log format, with the request id.
+    """
+
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any] | None = None) -> None:
+        self._logger = logger
+        self._extra = extra or {}
+
+    def bind(self, **extra: Any) -> "PipelineLog":
+        return PipelineLog(self._logger, {**self._extra, **extra})
+
+    def opt(self, *_args: Any, **_options: Any) -> "PipelineLog":
+        return self  # colours, lazy evaluation and depth are loguru's; the message stays the same
+
+    def _log(self, level: int, message: Any, args: tuple, kwargs: dict, exc_info: bool = False) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        text = str(message)
+        if args or kwargs:
+            try:
+                text = text.format(*args, **kwargs)
+            except (IndexError, KeyError, ValueError):
+                text = " ".join([text, *map(str, args)])
+        self._logger.log(level, "%s", text, exc_info=exc_info, extra=self._extra, stacklevel=3)
+
+    def trace(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.DEBUG, message, args, kwargs)
+
+    def debug(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.DEBUG, message, args, kwargs)
+
+    def info(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.INFO, message, args, kwargs)
+
+    success = info
+
+    def warning(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.WARNING, message, args, kwargs)
+
+    def error(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.ERROR, message, args, kwargs)
+
+    def critical(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.CRITICAL, message, args, kwargs)
+
+    def exception(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        self._log(logging.ERROR, message, args, kwargs, exc_info=True)
+
+
+log = PipelineLog(logging.getLogger("hayhooks.pipelines"))

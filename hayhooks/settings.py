@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     )
     load_threads: int = Field(2, ge=1, le=32, description="Threads per worker that load pipelines.")
 
+    yaml_result: Literal["raw", "outputs"] = Field(
+        "raw",
+        description="What `/NAME/run` of a YAML pipeline answers under `result`: `raw`, Haystack's whole result by "
+        "component (as the published Hayhooks); `outputs`, only the values the YAML's `outputs` name.",
+    )
+    streaming_components: str = Field(
+        "",
+        description="Which components stream in streaming_generator(): empty: the last streaming-capable one; "
+        "`all`; or a comma-separated list of component names.",
+    )
+
     # --- following the directory ---
     watch: bool = Field(True, description="Watch the pipelines directory and reconcile on every change.")
     watch_debounce_ms: int = Field(

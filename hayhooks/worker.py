@@ -6,6 +6,7 @@ gets narrow views of it: the serving table, readiness, the cluster view, the dep
 """
 
 import asyncio
+import functools
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,11 @@ from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
 from hayhooks.pipelines.deployer import Deployer
+from hayhooks.pipelines.loader import load_entry
 from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import PipelineSource
+from hayhooks.pipelines.streaming import configure_streaming
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
 from hayhooks.settings import Settings
 
@@ -28,10 +31,15 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         _extend_python_path(settings.additional_python_path)
+        configure_streaming(settings.streaming_components)
         self.source = PipelineSource(Path(settings.pipelines_dir).absolute())
         self.registry = PipelineRegistry()
         self.reconciler = Reconciler(
-            self.source, self.registry, load_timeout=settings.load_timeout, load_threads=settings.load_threads
+            self.source,
+            self.registry,
+            load_timeout=settings.load_timeout,
+            load_threads=settings.load_threads,
+            load=functools.partial(load_entry, yaml_result=settings.yaml_result),
         )
         self.deployer = Deployer(self.source, self.reconciler)
         self.board = WorkerBoard(runtime_dir(settings), port=settings.port)

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from hayhooks.http import security
 from hayhooks.http.middleware import RequestContextMiddleware
-from hayhooks.http.routes import deploy, metrics, run, status
+from hayhooks.http.routes import deploy, metrics, openai, run, status
 from hayhooks.logs import configure_logging
 from hayhooks.settings import Settings
 from hayhooks.worker import Worker
@@ -58,15 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             deploy.router(worker.deployer, worker.board, worker.metrics, guard=security.admin_guard(settings))
         )
     app.include_router(metrics.router(worker.metrics_store))
-    run.install(
-        app,
-        worker.registry,
-        worker.metrics,
-        run.RunOptions(
-            show_tracebacks=settings.show_tracebacks,
-            timeout=settings.run_timeout,
-            max_concurrent=settings.max_concurrent_runs,
-            guard=security.run_guard(settings),
-        ),
+    run_options = run.RunOptions(
+        show_tracebacks=settings.show_tracebacks,
+        timeout=settings.run_timeout,
+        max_concurrent=settings.max_concurrent_runs,
+        guard=security.run_guard(settings),
     )
+    app.include_router(openai.router(worker.registry, run_options))
+    run.install(app, worker.registry, worker.metrics, run_options)
     return app

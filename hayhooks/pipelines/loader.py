@@ -16,10 +16,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docstring_parser
 import yaml
@@ -27,15 +27,31 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hayhooks.errors import describe
-from hayhooks.pipelines.models import model_from_fields, request_model_from_callable, result_type_of_callable
+from hayhooks.pipelines.models import (
+    model_from_fields,
+    request_model_from_callable,
+    result_type_of_callable,
+    takes_headers,
+)
 from hayhooks.pipelines.names import WRAPPER_FILE, is_ignored
 from hayhooks.pipelines.source import Entry
-from hayhooks.pipelines.wrapper import BasePipelineWrapper
+from hayhooks.pipelines.wrapper import ENTRY_POINTS, BasePipelineWrapper
+
+Headers = Mapping[str, str]
+# Calls one of a pipeline's entry points with its arguments by name (and the request's headers, for
+# methods that ask for them); raises PipelineRunError when the pipeline's own code raised.
+Call = Callable[[dict[str, Any], Headers | None], Awaitable[Any]]
+YamlResult = Literal["raw", "outputs"]
 
 _PACKAGE_PREFIX = "hayhooks_pipelines"
 _load_numbers = itertools.count(1)  # itertools.count is atomic under the GIL: safe across load threads
 _import_lock = threading.Lock()  # wrappers that need their folder on sys.path import one at a time
 _namespace_lock = threading.Lock()
+_haystack_lock = threading.Lock()
+# Imported once, in one thread, before any pipeline code runs: Haystack's first import (its lazy
+# package imports) is not safe in two threads at once: seen as _DeadlockError and "partially
+# initialized module" when several wrappers load in parallel on a fresh worker.
+_HAYSTACK_CORE = ("haystack", "haystack.dataclasses", "haystack.components", "haystack.tools")
 
 
 class PipelineLoadError(Exception):
@@ -60,11 +76,14 @@ class LoadedPipeline:
     name: str
     revision: str
     kind: str
-    request_model: type[BaseModel]
+    request_model: type[BaseModel]  # the arguments of ``run``
     result_type: Any  # what ``run`` returns, for the response schema
-    run: Callable[[BaseModel], Awaitable[Any]]  # raises PipelineRunError when the pipeline raised
+    run: Call
     description: str = ""
     result_description: str | None = None
+    streams: bool = False  # ``run`` is declared to return a generator, an SSEStream or a Response
+    chat_completion: Call | None = None  # run_chat_completion(model, messages, body)
+    response: Call | None = None  # run_response(model, input_items, body)
     load_seconds: float = 0.0
     modules: tuple[str, ...] = field(default=(), repr=False)
 
@@ -74,12 +93,23 @@ class LoadedPipeline:
             sys.modules.pop(module_name, None)
 
 
-def load_entry(entry: Entry) -> LoadedPipeline:
-    """Load the pipeline an entry of the directory describes; raise :class:`PipelineLoadError`."""
+def load_entry(entry: Entry, *, yaml_result: YamlResult = "raw") -> LoadedPipeline:
+    """Load the pipeline an entry of the directory describes; raise :class:`PipelineLoadError`.
+
+    ``yaml_result``: what a YAML pipeline's run answers, Haystack's whole result by component
+    (``raw``, as the published Hayhooks) or only the values its ``outputs`` name.
+    """
     started = time.perf_counter()
-    loaded = load_wrapper(entry) if entry.kind == "files" else load_yaml(entry)
+    _import_haystack_core()
+    loaded = load_wrapper(entry) if entry.kind == "files" else load_yaml(entry, yaml_result)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
+
+
+def _import_haystack_core() -> None:
+    with _haystack_lock:  # held for the first import only; later loads pass straight through
+        for module in _HAYSTACK_CORE:
+            importlib.import_module(module)
 
 
 # --- pipeline wrappers ---------------------------------------------------------------------------
@@ -97,7 +127,8 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             raise PipelineLoadError(
                 f"{WRAPPER_FILE} of '{entry.name}' must define class PipelineWrapper(BasePipelineWrapper)"
             )
-        run_method = _run_method(wrapper_class)
+        methods = {role: _implemented(wrapper_class, names) for role, names in ENTRY_POINTS.items()}
+        run_method = methods["run"]
         if run_method is None:
             raise PipelineLoadError(f"PipelineWrapper of '{entry.name}' implements neither run_api nor run_api_async")
         try:
@@ -105,13 +136,14 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             wrapper.setup()
         except Exception as error:
             raise PipelineLoadError(f"setup() of '{entry.name}' failed: {describe(error)}") from error
-        bound = getattr(wrapper, run_method)
         try:
-            request_model = request_model_from_callable(bound, f"{entry.name}RunRequest")
-            result_type, result_description = result_type_of_callable(bound)
+            bound = {role: getattr(wrapper, method) for role, method in methods.items() if method}
+            calls = {role: _caller(method) for role, method in bound.items()}
+            request_model = request_model_from_callable(bound["run"], f"{entry.name}RunRequest")
+            result_type, result_description, streams = result_type_of_callable(bound["run"])
         except Exception as error:
             raise PipelineLoadError(
-                f"{run_method} of '{entry.name}' has an unusable signature: {describe(error)}"
+                f"PipelineWrapper of '{entry.name}' has an unusable method: {describe(error)}"
             ) from error
     except BaseException:
         _forget(modules)
@@ -123,40 +155,42 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         request_model=request_model,
         result_type=result_type,
         result_description=result_description,
-        run=_wrapper_runner(bound, is_async=run_method == "run_api_async"),
-        description=docstring_parser.parse(inspect.getdoc(bound) or "").short_description or "",
+        streams=streams,
+        run=calls["run"],
+        chat_completion=calls.get("chat_completion"),
+        response=calls.get("response"),
+        description=docstring_parser.parse(inspect.getdoc(bound["run"]) or "").short_description or "",
         modules=modules,
     )
 
 
-def _run_method(wrapper_class: type[BasePipelineWrapper]) -> str | None:
-    """The run method a wrapper overrides, preferring the async one as the published Hayhooks does."""
-    for name in ("run_api_async", "run_api"):
+def _implemented(wrapper_class: type[BasePipelineWrapper], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` the wrapper overrides (the async variant comes first, as published)."""
+    for name in names:
         if getattr(wrapper_class, name) is not getattr(BasePipelineWrapper, name):
             return name
     return None
 
 
-def _wrapper_runner(method: Callable, *, is_async: bool) -> Callable[[BaseModel], Awaitable[Any]]:
-    names = tuple(inspect.signature(method).parameters)
+def _caller(method: Callable) -> Call:
+    """A :data:`Call` of a wrapper's method: awaited on the loop if async, else in the threadpool."""
+    headers_wanted = takes_headers(method)
+    awaited = inspect.iscoroutinefunction(method)
+    on_the_loop = awaited or inspect.isasyncgenfunction(method)  # an async generator is only created here
 
-    if is_async:
-
-        async def run_async(request: BaseModel) -> Any:
-            try:
-                return await method(**{name: getattr(request, name) for name in names})
-            except Exception as error:
-                raise PipelineRunError(error) from error
-
-        return run_async
-
-    async def run_in_thread(request: BaseModel) -> Any:
+    async def call(arguments: dict[str, Any], headers: Headers | None) -> Any:
+        if headers_wanted:
+            arguments = {**arguments, "headers": headers}
         try:
-            return await run_in_threadpool(method, **{name: getattr(request, name) for name in names})
+            if awaited:
+                return await method(**arguments)
+            if on_the_loop:
+                return method(**arguments)
+            return await run_in_threadpool(method, **arguments)
         except Exception as error:
             raise PipelineRunError(error) from error
 
-    return run_in_thread
+    return call
 
 
 def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, tuple[str, ...]]:
@@ -284,8 +318,8 @@ def _forget(modules: tuple[str, ...]) -> None:
 # --- YAML pipelines ------------------------------------------------------------------------------
 
 
-def load_yaml(entry: Entry) -> LoadedPipeline:
-    return build_yaml_pipeline(entry.name, entry.revision, entry.path.read_text())
+def load_yaml(entry: Entry, yaml_result: YamlResult = "raw") -> LoadedPipeline:
+    return build_yaml_pipeline(entry.name, entry.revision, entry.path.read_text(), yaml_result)
 
 
 @dataclass(frozen=True)
@@ -333,7 +367,7 @@ def _split(path: str) -> tuple[str, str]:
     return component, socket
 
 
-def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPipeline:
+def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result: YamlResult = "raw") -> LoadedPipeline:
     """A Haystack pipeline from YAML, served with a request model built from its declared inputs."""
     from haystack import Pipeline  # only a server that loads pipelines pays for this import
 
@@ -365,23 +399,28 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str) -> LoadedPip
         result_fields[key] = (socket.type, None)
 
     request_model = model_from_fields(f"{name}RunRequest", request_fields)
-    result_type = model_from_fields(f"{name}RunResult", result_fields)
+    if yaml_result == "outputs":
+        result_type: Any = model_from_fields(f"{name}RunResult", result_fields)
+    else:
+        result_type = dict[str, dict[str, Any]]
     include = {_split(path)[0] for path in definition.outputs.values()}
 
-    def run_sync(request: BaseModel) -> dict[str, Any]:
+    def run_sync(arguments: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, dict[str, Any]] = {}
         for key, paths in definition.inputs.items():
             for path in paths:
                 component, socket = _split(path)
-                data.setdefault(component, {})[socket] = getattr(request, key)
+                data.setdefault(component, {})[socket] = arguments[key]
         try:
             produced = pipeline.run(data=data, include_outputs_from=include)
         except Exception as error:
             raise PipelineRunError(error) from error
+        if yaml_result == "raw":
+            return produced
         return {key: produced.get(_split(path)[0], {}).get(_split(path)[1]) for key, path in definition.outputs.items()}
 
-    async def run(request: BaseModel) -> dict[str, Any]:
-        return await run_in_threadpool(run_sync, request)
+    async def run(arguments: dict[str, Any], _headers: Headers | None) -> dict[str, Any]:
+        return await run_in_threadpool(run_sync, arguments)
 
     return LoadedPipeline(
         name=name,

@@ -1,11 +1,26 @@
 """Pydantic request models and result types from a run method's signature or a YAML's sockets."""
 
+import collections.abc
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import docstring_parser
 from pydantic import BaseModel, Field, TypeAdapter, create_model
+from starlette.datastructures import Headers
+from starlette.responses import Response
+
+from hayhooks.pipelines.sse import SSEStream
+
+HEADERS_PARAMETER = "headers"  # ``headers: Headers | None = None`` receives the request's headers
+_STREAM_ORIGINS = (
+    collections.abc.Generator,
+    collections.abc.AsyncGenerator,
+    collections.abc.Iterator,
+    collections.abc.AsyncIterator,
+)
 
 
 def schema_safe(annotation: Any) -> Any:
@@ -30,16 +45,53 @@ def request_model_from_callable(func: Callable, model_name: str) -> type[BaseMod
     for name, param in inspect.signature(func, eval_str=True).parameters.items():
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
+        if name == HEADERS_PARAMETER and takes_headers(func):
+            continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (schema_safe(param.annotation), Field(default, description=docs.get(name) or None))
     return create_model(model_name, **fields)
 
 
-def result_type_of_callable(func: Callable) -> tuple[Any, str | None]:
-    """What ``func`` returns, and the docstring's ``Returns:`` description of it."""
+def result_type_of_callable(func: Callable) -> tuple[Any, str | None, bool]:
+    """What ``func`` returns when it does not stream, the docstring's ``Returns:`` description of
+    it, and whether it is declared to stream (a generator, an :class:`SSEStream` or a Response).
+
+    An annotation that cannot be evaluated (a name imported only for type checkers) counts as ``Any``.
+    """
     returns = docstring_parser.parse(inspect.getdoc(func) or "").returns
-    annotation = inspect.signature(func, eval_str=True).return_annotation
-    return schema_safe(annotation), returns.description if returns else None
+    try:
+        annotation = inspect.signature(func, eval_str=True).return_annotation
+    except Exception:
+        annotation = inspect.Parameter.empty
+    members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    plain = [member for member in members if not _streams(member)]
+    result: Any = plain[0] if len(plain) == 1 else typing.Union[tuple(plain)] if plain else Any  # noqa: UP007
+    return schema_safe(result), returns.description if returns else None, len(plain) < len(members)
+
+
+def takes_headers(func: Callable) -> bool:
+    """Whether ``func`` declares ``headers: Headers | None = None``; another form of it is refused."""
+    param = inspect.signature(func).parameters.get(HEADERS_PARAMETER)
+    if param is None or param.annotation is inspect.Parameter.empty:
+        return False
+    annotation = inspect.signature(func, eval_str=True).parameters[HEADERS_PARAMETER].annotation
+    members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if Headers not in members:
+        return False  # a pipeline input that happens to be called "headers"
+    if param.default is not None or param.kind is inspect.Parameter.POSITIONAL_ONLY:
+        raise TypeError(f"declare the request headers as 'headers: Headers | None = None' in {func.__name__}")
+    return True
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _streams(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation) or annotation
+    if inspect.isclass(origin) and issubclass(origin, (SSEStream, Response)):
+        return True
+    return origin in _STREAM_ORIGINS
 
 
 def model_from_fields(model_name: str, fields: dict[str, tuple[Any, Any]]) -> type[BaseModel]:

@@ -33,9 +33,18 @@ class LoadTimeout(PipelineLoadError):
 class Reconciler:
     """Follows one :class:`PipelineSource` into one :class:`PipelineRegistry`."""
 
-    def __init__(self, source: PipelineSource, registry: PipelineRegistry, *, load_timeout: float, load_threads: int):
+    def __init__(
+        self,
+        source: PipelineSource,
+        registry: PipelineRegistry,
+        *,
+        load_timeout: float,
+        load_threads: int,
+        load: Callable[[Entry], LoadedPipeline] = load_entry,
+    ):
         self.source = source
         self.registry = registry
+        self._load = load
         self.load_timeout = load_timeout
         self._load_slots = asyncio.Semaphore(load_threads)
         self._scan_lock = asyncio.Lock()  # full passes never overlap; each starts from a fresh scan
@@ -92,7 +101,7 @@ class Reconciler:
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
         async with self._load_slots:
-            future = _in_thread(load_entry, entry, on_late_result=LoadedPipeline.unload)
+            future = _in_thread(self._load, entry, on_late_result=LoadedPipeline.unload)
             try:
                 return await asyncio.wait_for(future, self.load_timeout)
             except TimeoutError as error:

@@ -82,7 +82,7 @@ def test_yaml_deploy_reaches_every_worker(server: Server):
     assert response.status_code == 200 and response.json()["converged"] is True
     body = {"query": "a", "topic": "b"}
     assert wait_until(lambda: every_worker_serves(server, "prompt", body, response.json()["revision"]), CONVERGE)
-    assert httpx.post(f"{server.url}/prompt/run", json=body).json() == {"result": {"prompt": "Q on b: a"}}
+    assert httpx.post(f"{server.url}/prompt/run", json=body).json() == {"result": {"builder": {"prompt": "Q on b: a"}}}
 
 
 def test_file_edit_copy_and_delete_in_the_directory(server: Server, directory: Path, tmp_path: Path):

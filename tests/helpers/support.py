@@ -51,11 +51,18 @@ class Server(ServerProcess):
         self.start()
 
     def wait_ready(self, timeout: float = 60.0) -> "Server":
-        """Until ``GET /ready`` answers 200."""
+        """Until every worker the OS shows has loaded the directory once: ``GET /ready`` is answered by
+        one worker only, and a test that edits the directory must not race the others' first pass."""
 
         def not_ready() -> str:
             status, _ = call(self.port, "GET", "/ready", timeout=2)
-            return "" if status == 200 else f"GET /ready to answer 200 (got {status})"
+            if status != 200:
+                return f"GET /ready to answer 200 (got {status})"
+            status, answer = call(self.port, "GET", "/status", timeout=2)
+            workers = answer.get("cluster", {}).get("workers", []) if isinstance(answer, dict) else []
+            ready = {worker["pid"] for worker in workers if worker.get("ready")}
+            waiting = self.worker_pids() - ready
+            return f"workers {sorted(waiting)} to be ready (GET /status: {status})" if waiting else ""
 
         self.wait_for(not_ready, timeout, interval=0.1)
         return self
@@ -67,9 +74,9 @@ class Server(ServerProcess):
         return super().stop(sig, timeout)
 
 
-def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, **env: str) -> Server:
-    """gunicorn as the container image runs it: ``gunicorn -c gunicorn.conf.py``."""
-    port = free_port()
+def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, port: int | None = None, **env: str) -> Server:
+    """gunicorn as the container image runs it: ``gunicorn -c gunicorn.conf.py`` (on ``port``, else a free one)."""
+    port = port or free_port()
     command = [str(BIN / "gunicorn"), "-c", str(REPO / "gunicorn.conf.py")]
     environment = server_env(pipelines_dir, port, HAYHOOKS_WORKERS=str(workers), **env)
     return Server(command, environment, port, tmp_path / f"gunicorn-{port}.log")

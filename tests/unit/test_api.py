@@ -23,7 +23,7 @@ def test_wrapper_defaults_apply(client):
 def test_yaml_pipeline_maps_declared_inputs_and_outputs(client):
     response = client.post("/prompt/run", json={"query": "why?", "topic": "sky"})
     assert response.status_code == 200
-    assert response.json() == {"result": {"prompt": "Question about sky: why?"}}
+    assert response.json() == {"result": {"builder": {"prompt": "Question about sky: why?"}}}
 
 
 def test_async_wrapper_is_awaited(make_client, pipelines_dir):
@@ -148,7 +148,7 @@ def test_deploy_yaml_and_legacy_deploy(client, pipelines_dir):
     assert response.status_code == 200
     assert (pipelines_dir / "p2.yml").exists()
     assert client.post("/p2/run", json={"query": "a", "topic": "b"}).json() == {
-        "result": {"prompt": "Question about b: a"}
+        "result": {"builder": {"prompt": "Question about b: a"}}
     }
     assert client.get("/status/p2").json()["details"]["description"] == "Mine"
     assert client.post("/deploy-yaml", json={"name": "p2", "source_code": samples.PROMPT_YAML}).status_code == 409

@@ -36,6 +36,12 @@ BUILTIN = [
     ("POST", "/deploy-yaml"),
     ("POST", "/deploy"),
     ("POST", "/undeploy/{pipeline_name}"),
+    ("GET", "/v1/models"),
+    ("GET", "/models"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/chat/completions"),
+    ("POST", "/v1/responses"),
+    ("POST", "/responses"),
 ]
 # invalid inputs exist only for operations that take some
 BUILTIN_CASES = [(m, p, mode) for m, p in BUILTIN for mode in (POSITIVE, NEGATIVE) if mode is POSITIVE or m == "POST"]

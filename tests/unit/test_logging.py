@@ -187,3 +187,17 @@ def test_access_log_off_logs_no_access_lines_but_keeps_request_ids(make_client, 
     quiet = make_client(access_log=False)
     assert quiet.get("/status", headers={"X-Request-ID": "q"}).headers["x-request-id"] == "q"
     assert access_lines(json_lines()) == []
+
+
+def test_the_published_log_object_formats_braces_and_binds_fields(caplog: pytest.LogCaptureFixture):
+    """Wrappers written for the published Hayhooks log with loguru-style calls: they work here."""
+    from hayhooks import log
+
+    with caplog.at_level(logging.DEBUG, logger="hayhooks.pipelines"):
+        log.info("loaded {} documents from {source}", 3, source="disk")
+        log.bind(step="index").opt(colors=True).success("done")
+        log.trace("detail {}", "x")
+    first, second, third = caplog.records
+    assert first.getMessage() == "loaded 3 documents from disk" and first.levelno == logging.INFO
+    assert second.getMessage() == "done" and second.step == "index"
+    assert third.levelno == logging.DEBUG and first.filename == "test_logging.py"

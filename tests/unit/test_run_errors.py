@@ -77,9 +77,11 @@ def test_a_yaml_pipeline_whose_component_raises_answers_500_pipeline_failed(
 
 
 def test_a_bug_of_hayhooks_after_a_yaml_run_answers_500_server_bug_and_is_logged_as_one(
-    client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    make_client, pipelines_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
-    """The pipeline ran fine; mapping its outputs to the result (hayhooks' code) raises."""
+    """The pipeline ran fine; mapping its outputs to the named result (hayhooks' code) raises."""
+    samples.write_yaml(pipelines_dir, "prompt", samples.PROMPT_YAML)
+    client = make_client(yaml_result="outputs")
     split = loader._split
 
     def split_failing_on_the_output(path: str) -> tuple[str, str]:

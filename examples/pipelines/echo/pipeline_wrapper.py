@@ -1,15 +1,18 @@
 """echo: the most trivial wrapper, used to measure per-request overhead.
 
 Demonstrates a one-component pipeline (a custom @component that returns its input
-unchanged), so a request's cost is almost entirely the server's own overhead.
+unchanged), so a request's cost is almost entirely the server's own overhead; and the smallest
+OpenAI-compatible chat: the model ``echo`` answers the last user message.
 
     curl -s -XPOST localhost:1416/echo/run -H 'content-type: application/json' -d '{"text":"ping"}'
     -> {"result":"ping"}
+    curl -s localhost:1416/v1/chat/completions -H 'content-type: application/json' \
+        -d '{"model": "echo", "messages": [{"role": "user", "content": "ping"}]}'
 """
 
 from haystack import Pipeline, component
 
-from hayhooks import BasePipelineWrapper
+from hayhooks import BasePipelineWrapper, get_last_user_message
 
 
 @component
@@ -35,3 +38,7 @@ class PipelineWrapper(BasePipelineWrapper):
             The same text.
         """
         return self.pipeline.run({"echo": {"text": text}})["echo"]["text"]
+
+    def run_chat_completion(self, model: str, messages: list[dict], body: dict) -> str:
+        """Answer the last user message unchanged."""
+        return self.run_api(get_last_user_message(messages) or "")

@@ -5,6 +5,7 @@ matched it, even if a newer one is swapped in meanwhile.
 """
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -12,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -24,8 +25,10 @@ from starlette.types import Message, Receive, Scope, Send
 from hayhooks.cluster.metrics import RunMetrics, ServerMetrics
 from hayhooks.errors import redact_paths
 from hayhooks.http.security import Guard
+from hayhooks.http.streaming import PipelineStream, PlainText, ServerSentEvents, is_stream
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
 from hayhooks.pipelines.registry import ServingTable
+from hayhooks.pipelines.sse import SSEStream
 
 logger = logging.getLogger("hayhooks.run")
 
@@ -45,6 +48,13 @@ class RunOptions:
     guard: Guard | None = None  # the API token check, when one is set
 
 
+def failure_detail(error: BaseException, *, show_tracebacks: bool) -> str:
+    """What a client is told of an error the pipeline raised (a traceback only when asked for)."""
+    if show_tracebacks:
+        return f"{PIPELINE_FAILED} {error}\n{''.join(traceback.format_exception(error))}"
+    return f"{PIPELINE_FAILED} {redact_paths(str(error))}"
+
+
 def envelope_model(loaded: LoadedPipeline) -> type[BaseModel]:
     """``{"result": ...}``: the body every run answers, around what the pipeline returned."""
     result = (loaded.result_type, Field(..., description=loaded.result_description))
@@ -57,27 +67,21 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
     required = any(field.is_required() for field in request_model.model_fields.values())
     default = ... if required else None
     headers = {REVISION_HEADER: loaded.revision, WORKER_HEADER: str(os.getpid())}
+    fields = tuple(request_model.model_fields)
+    label = f"pipeline {loaded.name} (revision {loaded.revision})"
+    describe_failure = functools.partial(failure_detail, show_tracebacks=options.show_tracebacks)
 
-    async def run_pipeline(response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+    async def run_pipeline(request: Request, response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
         response.headers.update(headers)
-        running = loaded.run(body if body is not None else request_model())
+        body = body if body is not None else request_model()
+        running = loaded.run({name: getattr(body, name) for name in fields}, request.headers)
         try:
             result = await (asyncio.wait_for(running, options.timeout) if options.timeout else running)
         except PipelineRunError as failure:
             if isinstance(failure.error, HTTPException):  # the pipeline chose its own answer
                 raise failure.error from None
-            logger.error(
-                "pipeline %s (revision %s) failed",
-                loaded.name,
-                loaded.revision,
-                exc_info=(type(failure.error), failure.error, failure.error.__traceback__),
-            )
-            if options.show_tracebacks:
-                trace = "".join(traceback.format_exception(failure.error))
-                detail = f"{PIPELINE_FAILED} {failure.error}\n{trace}"
-            else:
-                detail = f"{PIPELINE_FAILED} {redact_paths(str(failure.error))}"
-            raise HTTPException(status_code=500, detail=detail) from failure.error
+            logger.error("%s failed", label, exc_info=failure.error)
+            raise HTTPException(status_code=500, detail=describe_failure(failure.error)) from failure.error
         except TimeoutError as error:
             logger.warning("pipeline %s timed out after %ss", loaded.name, options.timeout)
             raise HTTPException(
@@ -86,6 +90,14 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         except Exception as error:
             logger.exception("BUG in hayhooks running pipeline %s (revision %s)", loaded.name, loaded.revision)
             raise HTTPException(status_code=500, detail=SERVER_BUG) from error
+        if is_stream(result):
+            sse = isinstance(result, SSEStream)
+            source, framing = (result.stream, ServerSentEvents()) if sse else (result, PlainText())
+            return PipelineStream(source, framing, headers=headers, describe_error=describe_failure, label=label)
+        if isinstance(result, Response):  # a file or a response of the pipeline's own: passed through
+            for name, value in headers.items():
+                result.headers.setdefault(name, value)
+            return result
         return {"result": result}
 
     return APIRoute(
@@ -99,10 +111,16 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
         dependencies=[Depends(options.guard)] if options.guard else None,
-        responses=_RUN_ERRORS,
+        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {})},
     )
 
 
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The result, or a stream of it (text/plain; text/event-stream for an SSEStream)",
+        "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 _RUN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "HAYHOOKS_API_TOKEN is set and the request has no valid bearer token"},
     404: {"description": "The pipeline is not deployed"},

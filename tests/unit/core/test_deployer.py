@@ -51,7 +51,7 @@ def test_a_valid_wrapper_deploy_is_published_and_served_when_the_call_returns(so
         revision = await deployer.deploy_files("greet", wrapper_files(GREET), overwrite=False)
         served = deployer.reconciler.registry.get("greet")
         assert served is not None and served.revision == revision
-        assert await served.run(served.request_model(name="Ada")) == "Hello, Ada."
+        assert await served.run(dict(served.request_model(name="Ada")), None) == "Hello, Ada."
         return revision
 
     revision = asyncio.run(scenario())
@@ -75,9 +75,9 @@ def test_a_yaml_deploy_is_published_with_its_description(source, pipelines_dir):
         await deployer.deploy_yaml("prompt", PROMPT_YAML, overwrite=False, description="Ask away.")
         served = deployer.reconciler.registry.get("prompt")
         assert served.description == "Ask away."
-        return await served.run(served.request_model(query="q", topic="t"))
+        return await served.run(dict(served.request_model(query="q", topic="t")), None)
 
-    assert asyncio.run(scenario()) == {"prompt": "Question about t: q"}
+    assert asyncio.run(scenario()) == {"builder": {"prompt": "Question about t: q"}}
     assert directory(pipelines_dir) == ["prompt.yml"]
     assert "Ask away." in (pipelines_dir / "prompt.yml").read_text()
 
@@ -92,7 +92,7 @@ def test_an_overwrite_serves_the_new_revision(source, pipelines_dir):
         revision = await deployer.deploy_files("v", {"pipeline_wrapper.py": versioned("2")}, overwrite=True)
         new = deployer.reconciler.registry.get("v")
         assert new.revision == revision != old.revision
-        assert (await new.run(new.request_model()))["version"] == "2"
+        assert (await new.run(dict(new.request_model()), None))["version"] == "2"
 
     asyncio.run(scenario())
     assert directory(pipelines_dir) == ["v"]

@@ -58,7 +58,7 @@ NOT_A_SUBCLASS = "class PipelineWrapper:\n    def run_api(self) -> str:\n       
 
 
 def run(pipeline, **body):
-    return asyncio.run(pipeline.run(pipeline.request_model(**body)))
+    return asyncio.run(pipeline.run(dict(pipeline.request_model(**body)), None))
 
 
 def test_wrapper_request_model_result_type_and_description_come_from_run_api(pipelines_dir, load):
@@ -109,7 +109,7 @@ def test_an_exception_in_run_api_async_comes_out_as_pipeline_run_error(pipelines
     adder = load("adder")
     unvalidated = adder.request_model.model_construct(numbers=[1, None])  # makes sum() raise inside the wrapper
     with pytest.raises(PipelineRunError) as caught:
-        asyncio.run(adder.run(unvalidated))
+        asyncio.run(adder.run(dict(unvalidated), None))
     assert isinstance(caught.value.error, TypeError)
 
 
@@ -207,11 +207,17 @@ def test_a_pipeline_name_with_dashes_loads(pipelines_dir, load):
     assert run(load("my-greet"), name="Bo") == "Hello, Bo."
 
 
-def test_a_yaml_pipeline_loads_and_runs(pipelines_dir, load):
+def test_a_yaml_pipeline_loads_and_runs_answering_haystacks_result_by_default(pipelines_dir, load):
     write_yaml(pipelines_dir, "prompt", PROMPT_YAML)
     prompt = load("prompt")
     assert (prompt.kind, prompt.description) == ("yaml", "Fill a prompt template.")
     assert set(prompt.request_model.model_json_schema()["properties"]) == {"query", "topic"}
+    assert run(prompt, query="why?", topic="sky") == {"builder": {"prompt": "Question about sky: why?"}}
+
+
+def test_a_yaml_pipeline_answers_its_named_outputs_when_asked(pipelines_dir):
+    write_yaml(pipelines_dir, "prompt", PROMPT_YAML)
+    prompt = load_entry(Entry("prompt", "yaml", pipelines_dir / "prompt.yml", "r1"), yaml_result="outputs")
     assert set(prompt.result_type.model_json_schema()["properties"]) == {"prompt"}
     assert run(prompt, query="why?", topic="sky") == {"prompt": "Question about sky: why?"}
 

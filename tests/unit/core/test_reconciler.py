@@ -24,7 +24,7 @@ async def until(predicate, timeout: float = 5.0) -> None:
 
 async def version_of(registry: PipelineRegistry, name: str) -> str:
     served = registry.get(name)
-    return (await served.run(served.request_model()))["version"]
+    return (await served.run(dict(served.request_model()), None))["version"]
 
 
 def test_first_pass_loads_every_entry_and_becomes_ready(source, pipelines_dir):
@@ -45,7 +45,7 @@ def test_first_pass_loads_every_entry_and_becomes_ready(source, pipelines_dir):
             "prompt": "ready",
         }
         greet = registry.get("greet")
-        assert await greet.run(greet.request_model(name="Ada")) == "Hello, Ada."
+        assert await greet.run(dict(greet.request_model(name="Ada")), None) == "Hello, Ada."
 
     asyncio.run(scenario())
 
