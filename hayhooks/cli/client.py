@@ -3,9 +3,10 @@
 The settings are imported inside the functions, so ``hayhooks --help`` does not pay for them.
 """
 
+import codecs
 import json
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 
@@ -49,6 +50,19 @@ def _authorization(ctx: typer.Context) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+STREAMED_TYPES = ("text/plain", "text/event-stream")
+
+
+def _copy_text(response: Any, out: TextIO) -> None:
+    """Write a streamed UTF-8 answer to ``out`` as it arrives; a character split across reads stays whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := response.read1(65536):
+        out.write(decoder.decode(chunk))
+        out.flush()
+    out.write(decoder.decode(b"", final=True))
+    out.flush()
+
+
 def request(
     ctx: typer.Context,
     method: str,
@@ -56,10 +70,13 @@ def request(
     payload: dict[str, Any] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     server: str | None = None,
+    stream_to: TextIO | None = None,
 ) -> Any:
     """Send one request to ``{server}/{path}`` and return the decoded JSON answer (or its text).
 
     ``server`` overrides the URL of ``--server`` and the settings, for commands that call several.
+    ``stream_to``: a streamed answer (text/plain, text/event-stream) is written there as it arrives,
+    and ``None`` returned.
 
     The standard library's client, not httpx: a client command should start in a blink, and
     importing httpx alone takes longer than the whole request.
@@ -79,6 +96,9 @@ def request(
     context = ssl._create_unverified_context() if get_settings().disable_ssl else None
     try:
         with urllib.request.urlopen(outgoing, timeout=timeout, context=context) as response:
+            if stream_to is not None and response.headers.get_content_type() in STREAMED_TYPES:
+                _copy_text(response, stream_to)
+                return None
             text = response.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as error:
         fail(f"HTTP {error.code}: {error_message(error.read().decode('utf-8', errors='replace'))}")

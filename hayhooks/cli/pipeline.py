@@ -1,6 +1,7 @@
 """``hayhooks pipeline ...``: deploy, undeploy and run pipelines on a running server."""
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -183,7 +184,9 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Run a pipeline and print its result as JSON."""
-    answer = request(ctx, "POST", f"{quote(name, safe='')}/run", parse_params(param or []))
+    """Run a pipeline and print its result as JSON (a streamed result as it arrives)."""
+    answer = request(ctx, "POST", f"{quote(name, safe='')}/run", parse_params(param or []), stream_to=sys.stdout)
+    if answer is None:
+        return
     result = answer.get("result", answer) if isinstance(answer, dict) else answer
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

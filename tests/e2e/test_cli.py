@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,56 @@ def test_unreachable_server_fails_clearly():
     )
     assert result.returncode == 1
     assert "cannot reach hayhooks" in result.stderr
+
+
+GATED_STREAM = """
+from pathlib import Path
+import time
+
+from hayhooks import BasePipelineWrapper
+
+
+def lines(gate):
+    yield "first é\\n"
+    while not Path(gate).exists():
+        time.sleep(0.02)
+    yield "second ü\\n"
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self):
+        self.pipeline = None
+
+    def run_api(self, gate: str):
+        return lines(gate)
+"""
+
+
+def test_a_streamed_result_is_printed_as_it_arrives(server: Server, tmp_path: Path):
+    deployed = hayhooks(server, "deploy", "-n", "streamer_cli", str(EXAMPLES / "streamer"))
+    assert deployed.returncode == 0, deployed.stderr
+    whole = hayhooks(server, "pipeline", "run", "streamer_cli", "--param", "count=3")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == "line 0\nline 1\nline 2\n"
+
+    folder = tmp_path / "gated"
+    folder.mkdir()
+    (folder / "pipeline_wrapper.py").write_text(GATED_STREAM)
+    assert hayhooks(server, "deploy", "-n", "gated_cli", str(folder)).returncode == 0
+    gate = tmp_path / "gate"
+    with subprocess.Popen(
+        [str(BIN / "hayhooks"), "--server", server.url, "pipeline", "run", "gated_cli", "--param", f"gate={gate}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    ) as cli:
+        fallback = threading.Timer(30, gate.touch)  # a CLI that buffers fails below instead of hanging
+        fallback.start()
+        try:
+            assert cli.stdout.readline() == "first é\n"
+            assert not gate.exists(), "the first line arrived only after the whole answer"
+            gate.touch()
+        finally:
+            fallback.cancel()
+        assert cli.stdout.read() == "second ü\n"
+        assert cli.wait(timeout=60) == 0
