@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     rescan_interval: float = Field(
         10.0, ge=0, description="Seconds between full rescans that catch missed events; 0 turns them off."
     )
+    files_dir: Path | None = Field(
+        None,
+        description="The file store of `/v1/files`, shared by every worker (and every instance that mounts it); "
+        "unset: `.files` inside the pipelines directory, so it lives on the same volume.",
+    )
     runtime_dir: Path | None = Field(
         None,
         description="Where workers publish their state for the cluster view; unset: a temp dir per server.",
@@ -123,7 +128,15 @@ class Settings(BaseSettings):
     deploy_api: bool = Field(
         True, description="Serve the runtime deploy/undeploy API; false: pipelines come only from the directory."
     )
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest JSON (non-upload) request body accepted (413 above)."
+    )
+    max_upload_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest multipart upload (a `/NAME/run` with files, `POST /v1/files`) accepted, per request; "
+        "413 above, checked while reading. Files past 1 MiB are spooled to disk (TMPDIR), never held in memory.",
+    )
     run_timeout: float | None = Field(
         None, gt=0, description="Seconds a pipeline run may take before the request answers 504; unset: no limit."
     )

@@ -84,6 +84,7 @@ class LoadedPipeline:
     streams: bool = False  # ``run`` is declared to return a generator, an SSEStream or a Response
     chat_completion: Call | None = None  # run_chat_completion(model, messages, body)
     response: Call | None = None  # run_response(model, input_items, body)
+    file_upload: Call | None = None  # run_file_upload(filename, content_type, content, purpose)
     load_seconds: float = 0.0
     modules: tuple[str, ...] = field(default=(), repr=False)
 
@@ -159,6 +160,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         run=calls["run"],
         chat_completion=calls.get("chat_completion"),
         response=calls.get("response"),
+        file_upload=calls.get("file_upload"),
         description=docstring_parser.parse(inspect.getdoc(bound["run"]) or "").short_description or "",
         modules=modules,
     )

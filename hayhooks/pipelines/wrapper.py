@@ -8,6 +8,7 @@ ENTRY_POINTS = {
     "run": ("run_api_async", "run_api"),
     "chat_completion": ("run_chat_completion_async", "run_chat_completion"),
     "response": ("run_response_async", "run_response"),
+    "file_upload": ("run_file_upload_async", "run_file_upload"),
 }
 
 
@@ -51,3 +52,15 @@ class BasePipelineWrapper(ABC):
 
     async def run_response_async(self, model: str, input_items: list[dict], body: dict) -> Any:
         raise NotImplementedError("run_response_async not implemented")
+
+    def run_file_upload(self, filename: str | None, content_type: str | None, content: bytes, purpose: str) -> Any:
+        """Take a file uploaded through ``POST /v1/files`` (already kept in the file store): index it, say.
+
+        May return a dict of OpenAI file object fields (``status``, ``purpose``...) to answer the client with.
+        """
+        raise NotImplementedError("run_file_upload not implemented")
+
+    async def run_file_upload_async(
+        self, filename: str | None, content_type: str | None, content: bytes, purpose: str
+    ) -> Any:
+        raise NotImplementedError("run_file_upload_async not implemented")
