@@ -22,10 +22,12 @@ run: install
 	cp -rn examples/pipelines/. pipelines/
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-# System tools the tests need beyond the venv: nginx (for tests/e2e/test_cluster.py), installed with
-# apt-get when missing and running as root, else a clear error.
+# What the tests need beyond the venv: nginx (tests/e2e/test_cluster.py), installed with apt-get when
+# missing and running as root, else a clear error; the published Hayhooks in a scratch venv, whose CLI
+# tests/e2e/test_uploads.py drives against our server (from the package registry).
 tools:
 	scripts/ensure-nginx.sh
+	scripts/ensure-published-hayhooks.sh
 
 test: install tools lint
 	$(BIN)/pytest

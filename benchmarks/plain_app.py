@@ -4,27 +4,35 @@ It builds the same one-component Haystack pipeline as ``examples/pipelines/echo`
 ``POST /echo/run`` with a ``def`` endpoint and the same request/response shapes hayhooks derives
 (``{"text": str}`` in, ``{"result": str}`` out), so the difference to ``hayhooks``' ``/echo/run``
 is the server's own per-request overhead. ``POST /v1/chat/completions`` answers the
-``chat.completion`` JSON hayhooks answers for the echo model, and ``POST /streamer/run`` streams the
-generator of ``examples/pipelines/streamer`` through FastAPI's ``StreamingResponse``. Serve it like
+``chat.completion`` JSON hayhooks answers for the echo model, ``POST /streamer/run`` streams the
+generator of ``examples/pipelines/streamer`` through FastAPI's ``StreamingResponse``, and
+``POST /file_info/run`` takes uploads with FastAPI's ``UploadFile`` and describes them as the
+``file_info`` example does. Serve it like
 hayhooks is served::
 
     uvicorn --app-dir benchmarks plain_app:app                       # one worker
     gunicorn -k uvicorn_worker.UvicornWorker -w 2 --chdir benchmarks plain_app:app
 """
 
+import importlib.util
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Form, UploadFile
 from fastapi.responses import StreamingResponse
 from haystack import Pipeline, component
 from pydantic import BaseModel, ConfigDict
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "pipelines" / "streamer"))
+EXAMPLES = Path(__file__).parents[1] / "examples" / "pipelines"
+sys.path.insert(0, str(EXAMPLES / "streamer"))
 from pipeline_wrapper import lines  # noqa: E402  - the very generator the streamer pipeline returns
+
+_spec = importlib.util.spec_from_file_location("file_info_wrapper", EXAMPLES / "file_info" / "pipeline_wrapper.py")
+file_info = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(file_info)  # the file_info example's describe(), run by both servers
 
 
 @component
@@ -90,3 +98,8 @@ class StreamRequest(BaseModel):
 @app.post("/streamer/run")
 def streamer_run(body: StreamRequest) -> StreamingResponse:
     return StreamingResponse(lines(body.count), media_type="text/plain")
+
+
+@app.post("/file_info/run")
+def file_info_run(files: list[UploadFile] | None = None, preview_chars: Annotated[int, Form()] = 80) -> dict[str, Any]:
+    return {"result": [file_info.PipelineWrapper._describe(upload, preview_chars) for upload in files or []]}

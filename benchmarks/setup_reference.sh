@@ -8,8 +8,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${1:-$here/.reference-venv}"
-python="${PYTHON:-python3}"
-version="2.1.0"
 
 if ! command -v wrk >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
@@ -21,15 +19,5 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-installed() {
-    "$venv/bin/python" -I -c "import importlib.metadata as m, sys; sys.exit(m.version('hayhooks') != '$version')" 2>/dev/null
-}
+"$here/../scripts/ensure-published-hayhooks.sh" "$venv"
 
-if ! installed; then
-    echo "creating $venv with hayhooks==$version" >&2
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet "hayhooks==$version"
-fi
-installed || { echo "hayhooks==$version did not install into $venv" >&2; exit 1; }
-echo "reference: $("$venv/bin/python" -I -c "import importlib.metadata as m; print('hayhooks', m.version('hayhooks'), 'haystack-ai', m.version('haystack-ai'))") in $venv" >&2

@@ -6,9 +6,12 @@ The settings are imported inside the functions, so ``hayhooks --help`` does not 
 import codecs
 import json
 from dataclasses import dataclass
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
+
+if TYPE_CHECKING:
+    from hayhooks.cli.multipart import MultipartBody
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -71,12 +74,13 @@ def request(
     timeout: float = DEFAULT_TIMEOUT,
     server: str | None = None,
     stream_to: TextIO | None = None,
+    form: "MultipartBody | None" = None,
 ) -> Any:
     """Send one request to ``{server}/{path}`` and return the decoded JSON answer (or its text).
 
     ``server`` overrides the URL of ``--server`` and the settings, for commands that call several.
     ``stream_to``: a streamed answer (text/plain, text/event-stream) is written there as it arrives,
-    and ``None`` returned.
+    and ``None`` returned. ``form``: sent instead of the JSON ``payload``, streamed from its files.
 
     The standard library's client, not httpx: a client command should start in a blink, and
     importing httpx alone takes longer than the whole request.
@@ -88,9 +92,13 @@ def request(
     from hayhooks.settings import get_settings
 
     base = server.rstrip("/") if server else server_url(ctx)
-    body = json.dumps(payload).encode() if payload is not None else None
     headers = {"Accept": "application/json", **_authorization(ctx)}
-    if body is not None:
+    body: Any = None
+    if form is not None:
+        body = form.chunks()
+        headers.update({"Content-Type": form.content_type, "Content-Length": str(len(form))})
+    elif payload is not None:
+        body = json.dumps(payload).encode()
         headers["Content-Type"] = "application/json"
     outgoing = urllib.request.Request(f"{base}/{path}", data=body, headers=headers, method=method)
     context = ssl._create_unverified_context() if get_settings().disable_ssl else None
@@ -104,6 +112,10 @@ def request(
         fail(f"HTTP {error.code}: {error_message(error.read().decode('utf-8', errors='replace'))}")
     except TimeoutError:
         fail(f"hayhooks at {base} did not answer within {timeout:g} s")
+    except (BrokenPipeError, ConnectionResetError) as error:
+        if form is None:
+            fail(f"cannot reach hayhooks at {base}: {error}")
+        fail(f"hayhooks at {base} closed the connection during the upload (larger than HAYHOOKS_MAX_UPLOAD_BYTES?)")
     except (urllib.error.URLError, OSError) as error:
         fail(f"cannot reach hayhooks at {base}: {getattr(error, 'reason', error)}")
     try:

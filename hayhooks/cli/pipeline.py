@@ -183,10 +183,58 @@ def run(
             help="A run argument, repeatable; VALUE is used as JSON if it parses as JSON, else as a string.",
         ),
     ] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file", "-f", metavar="FILE", help="A file to upload (repeatable); the run is sent as a multipart form."
+        ),
+    ] = None,
+    directory: Annotated[
+        list[Path] | None,
+        typer.Option("--dir", "-d", metavar="DIR", help="Upload every file under DIR (repeatable; skips hidden ones)."),
+    ] = None,
 ) -> None:
-    """Run a pipeline and print its result as JSON (a streamed result as it arrives)."""
-    answer = request(ctx, "POST", f"{quote(name, safe='')}/run", parse_params(param or []), stream_to=sys.stdout)
+    """Run a pipeline and print its result as JSON (a streamed result as it arrives).
+
+    With --file or --dir the files go in the form field 'files' (run_api(files: list[UploadFile])) and
+    each --param as a form field, as the published CLI sends them.
+    """
+    path = f"{quote(name, safe='')}/run"
+    arguments = parse_params(param or [])
+    uploads = upload_paths(file or [], directory or [])
+    if uploads:
+        from hayhooks.cli.multipart import MultipartBody
+
+        form = MultipartBody({key: form_value(value) for key, value in arguments.items()}, uploads)
+        answer = request(ctx, "POST", path, stream_to=sys.stdout, form=form)
+    else:
+        answer = request(ctx, "POST", path, arguments, stream_to=sys.stdout)
     if answer is None:
         return
     result = answer.get("result", answer) if isinstance(answer, dict) else answer
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def upload_paths(files: list[Path], directories: list[Path]) -> list[Path]:
+    """The files to upload: each ``--file``, then every non-hidden file under each ``--dir``, sorted."""
+    for path in files:
+        if not path.is_file():
+            fail(f"{path} is not a file")
+    found = list(files)
+    for directory in directories:
+        if not directory.is_dir():
+            fail(f"{directory} is not a directory")
+        inside = sorted(
+            path
+            for path in directory.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+        )
+        if not inside:
+            fail(f"{directory} has no files to upload")
+        found += inside
+    return found
+
+
+def form_value(value: Any) -> str:
+    """A run argument as a form field: text as it is, anything else as JSON (the server reads it back)."""
+    return value if isinstance(value, str) else json.dumps(value)

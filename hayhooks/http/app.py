@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.run_timeout,
         max_concurrent=settings.max_concurrent_runs,
         guard=security.run_guard(settings),
+        max_upload_bytes=settings.max_upload_bytes,
     )
     app.include_router(openai.router(worker.registry, run_options))
     run.install(app, worker.registry, worker.metrics, run_options)

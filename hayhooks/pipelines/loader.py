@@ -28,10 +28,12 @@ from starlette.concurrency import run_in_threadpool
 
 from hayhooks.errors import describe
 from hayhooks.pipelines.models import (
+    Upload,
     model_from_fields,
     request_model_from_callable,
     result_type_of_callable,
     takes_headers,
+    uploads_of_callable,
 )
 from hayhooks.pipelines.names import WRAPPER_FILE, is_ignored
 from hayhooks.pipelines.source import Entry
@@ -76,12 +78,13 @@ class LoadedPipeline:
     name: str
     revision: str
     kind: str
-    request_model: type[BaseModel]  # the arguments of ``run``
+    request_model: type[BaseModel]  # the arguments of ``run``, but files
     result_type: Any  # what ``run`` returns, for the response schema
     run: Call
     description: str = ""
     result_description: str | None = None
     streams: bool = False  # ``run`` is declared to return a generator, an SSEStream or a Response
+    uploads: tuple[Upload, ...] = ()  # parameters of ``run`` that take uploaded files (multipart requests)
     chat_completion: Call | None = None  # run_chat_completion(model, messages, body)
     response: Call | None = None  # run_response(model, input_items, body)
     file_upload: Call | None = None  # run_file_upload(filename, content_type, content, purpose)
@@ -141,6 +144,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             bound = {role: getattr(wrapper, method) for role, method in methods.items() if method}
             calls = {role: _caller(method) for role, method in bound.items()}
             request_model = request_model_from_callable(bound["run"], f"{entry.name}RunRequest")
+            uploads = uploads_of_callable(bound["run"])
             result_type, result_description, streams = result_type_of_callable(bound["run"])
         except Exception as error:
             raise PipelineLoadError(
@@ -157,6 +161,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         result_type=result_type,
         result_description=result_description,
         streams=streams,
+        uploads=uploads,
         run=calls["run"],
         chat_completion=calls.get("chat_completion"),
         response=calls.get("response"),

@@ -5,16 +5,18 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import docstring_parser
 from pydantic import BaseModel, Field, TypeAdapter, create_model
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, UploadFile
 from starlette.responses import Response
 
 from hayhooks.pipelines.sse import SSEStream
 
 HEADERS_PARAMETER = "headers"  # ``headers: Headers | None = None`` receives the request's headers
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
 _STREAM_ORIGINS = (
     collections.abc.Generator,
     collections.abc.AsyncGenerator,
@@ -38,18 +40,65 @@ def schema_safe(annotation: Any) -> Any:
     return annotation
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A parameter that takes uploaded files (``files: list[UploadFile] | None = None``, ``file: UploadFile``)."""
+
+    name: str
+    many: bool  # a list of files, else one
+    required: bool
+    default: Any = None
+    description: str | None = None
+
+
 def request_model_from_callable(func: Callable, model_name: str) -> type[BaseModel]:
-    """One field per parameter of ``func``: its type, default and docstring description."""
-    docs = {param.arg_name: param.description for param in docstring_parser.parse(inspect.getdoc(func) or "").params}
+    """One field per parameter of ``func``: its type, default and docstring description.
+
+    Upload parameters (see :func:`uploads_of_callable`) are no field: files never come as JSON.
+    """
+    docs = _parameter_docs(func)
+    uploads = {upload.name for upload in uploads_of_callable(func)}
     fields: dict[str, Any] = {}
     for name, param in inspect.signature(func, eval_str=True).parameters.items():
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
-        if name == HEADERS_PARAMETER and takes_headers(func):
+        if name in uploads or (name == HEADERS_PARAMETER and takes_headers(func)):
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (schema_safe(param.annotation), Field(default, description=docs.get(name) or None))
     return create_model(model_name, **fields)
+
+
+def uploads_of_callable(func: Callable) -> tuple[Upload, ...]:
+    """The parameters of ``func`` annotated with Starlette's (or FastAPI's) ``UploadFile``, alone or in a list."""
+    docs = _parameter_docs(func)
+    uploads = []
+    for name, param in inspect.signature(func, eval_str=True).parameters.items():
+        many = _upload_shape(param.annotation)
+        if many is None:
+            continue
+        required = param.default is inspect.Parameter.empty
+        uploads.append(Upload(name, many, required, None if required else param.default, docs.get(name) or None))
+    return tuple(uploads)
+
+
+def _upload_shape(annotation: Any) -> bool | None:
+    """``True`` for a list of files, ``False`` for one file, ``None`` when it takes no files."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if _is_union(annotation):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        return _upload_shape(members[0]) if len(members) == 1 else None
+    if inspect.isclass(annotation) and issubclass(annotation, UploadFile):
+        return False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in _SEQUENCES and args and _upload_shape(args[0]) is False:
+        return True
+    return None
+
+
+def _parameter_docs(func: Callable) -> dict[str, str | None]:
+    return {param.arg_name: param.description for param in docstring_parser.parse(inspect.getdoc(func) or "").params}
 
 
 def result_type_of_callable(func: Callable) -> tuple[Any, str | None, bool]:

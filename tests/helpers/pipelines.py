@@ -199,3 +199,89 @@ def write_yaml(root: Path, name: str, source: str) -> Path:
     path = root / f"{name}.yml"
     path.write_text(source)
     return path
+
+
+UPLOADS = '''
+import hashlib
+
+from fastapi import UploadFile
+from pydantic import BaseModel
+
+from hayhooks import BasePipelineWrapper
+
+
+class Meta(BaseModel):
+    source: str
+    pages: int = 0
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(
+        self,
+        count: int,
+        files: list[UploadFile] | None = None,
+        excited: bool = False,
+        tags: list[str] = [],
+        meta: Meta | None = None,
+        label: str = "",
+    ) -> dict:
+        """Describe the uploaded files and echo the typed fields.
+
+        Args:
+            count: A number; negative ones make the pipeline fail.
+            files: The documents to describe.
+        """
+        if count < 0:
+            raise ValueError("count must not be negative")
+        described = []
+        for upload in files or []:
+            digest, size = hashlib.sha256(), 0
+            while chunk := upload.file.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            described.append(
+                {"filename": upload.filename, "content_type": upload.content_type, "size": size,
+                 "sha256": digest.hexdigest()}
+            )
+        return {"count": count, "excited": excited, "tags": tags, "label": label,
+                "meta": meta.model_dump() if meta else None, "files": described}
+'''
+
+ONE_FILE = """
+from fastapi import UploadFile
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    async def run_api_async(self, file: UploadFile) -> str:
+        return (await file.read()).decode().upper()
+"""
+
+FILE_ANSWERS = """
+from pathlib import Path
+
+from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+        self.report = Path(__file__).parent / "report.csv"
+
+    def run_api(self, kind: str) -> Response:
+        if kind == "file":
+            return FileResponse(self.report, media_type="text/csv", filename="report.csv")
+        if kind == "stream":
+            return StreamingResponse(iter([b"a,", b"b,", b"c"]), media_type="text/csv", headers={"x-kind": "stream"})
+        return Response(b"\\x89PNG\\r\\n", media_type="image/png", headers={"x-kind": "bytes"})
+"""
+FILE_ANSWERS_FILES = {"report.csv": "name,value\nalpha,1\n"}

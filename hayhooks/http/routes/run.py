@@ -10,10 +10,12 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -24,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hayhooks.cluster.metrics import RunMetrics, ServerMetrics
 from hayhooks.errors import redact_paths
+from hayhooks.http.forms import close_form, form_arguments, form_schema, is_form, read_form
 from hayhooks.http.security import Guard
 from hayhooks.http.streaming import PipelineStream, PlainText, ServerSentEvents, is_stream
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
@@ -46,6 +49,7 @@ class RunOptions:
     timeout: float | None = None  # seconds before a run answers 504
     max_concurrent: int | None = None  # runs at once in this worker before 503
     guard: Guard | None = None  # the API token check, when one is set
+    max_upload_bytes: int | None = None  # largest form body (with files) a run accepts, 413 above
 
 
 def failure_detail(error: BaseException, *, show_tracebacks: bool) -> str:
@@ -61,20 +65,15 @@ def envelope_model(loaded: LoadedPipeline) -> type[BaseModel]:
     return create_model(f"{loaded.name}RunResponse", result=result)
 
 
-def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
-    """The route that serves one revision of one pipeline."""
-    request_model = loaded.request_model
-    required = any(field.is_required() for field in request_model.model_fields.values())
-    default = ... if required else None
+def _answering(loaded: LoadedPipeline, options: RunOptions) -> Callable[[dict[str, Any], Request, Response], Any]:
+    """What a run route does once it has the arguments: run this revision and shape its answer."""
     headers = {REVISION_HEADER: loaded.revision, WORKER_HEADER: str(os.getpid())}
-    fields = tuple(request_model.model_fields)
     label = f"pipeline {loaded.name} (revision {loaded.revision})"
     describe_failure = functools.partial(failure_detail, show_tracebacks=options.show_tracebacks)
 
-    async def run_pipeline(request: Request, response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+    async def answer(arguments: dict[str, Any], request: Request, response: Response) -> Any:
         response.headers.update(headers)
-        body = body if body is not None else request_model()
-        running = loaded.run({name: getattr(body, name) for name in fields}, request.headers)
+        running = loaded.run(arguments, request.headers)
         try:
             result = await (asyncio.wait_for(running, options.timeout) if options.timeout else running)
         except PipelineRunError as failure:
@@ -100,6 +99,25 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
             return result
         return {"result": result}
 
+    return answer
+
+
+def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
+    """The route that serves one revision of one pipeline with a JSON body (and documents its form body)."""
+    request_model = loaded.request_model
+    required = any(field.is_required() for field in request_model.model_fields.values())
+    default = ... if required else None
+    fields = tuple(request_model.model_fields)
+    files = {upload.name: upload.default for upload in loaded.uploads}
+    files_required = [upload.name for upload in loaded.uploads if upload.required]
+    answer = _answering(loaded, options)
+
+    async def run_pipeline(request: Request, response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
+        if files_required:
+            raise RequestValidationError([_missing_file(name) for name in files_required])
+        body = body if body is not None else request_model()
+        return await answer({**files, **{name: getattr(body, name) for name in fields}}, request, response)
+
     return APIRoute(
         f"/{loaded.name}/run",
         run_pipeline,
@@ -111,8 +129,37 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
         dependencies=[Depends(options.guard)] if options.guard else None,
-        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {})},
+        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(_UPLOAD_ERRORS if files else {})},
+        openapi_extra=_form_body(loaded) if files else None,
     )
+
+
+def _missing_file(name: str) -> dict[str, Any]:
+    return {"type": "missing", "loc": ("body", name), "msg": "Field required: upload the file as multipart/form-data"}
+
+
+def upload_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
+    """The route of the same revision for a form body (multipart with files): documented by :func:`run_route`."""
+    answer = _answering(loaded, options)
+
+    async def run_with_files(request: Request, response: Response) -> Any:
+        form = await read_form(request, options.max_upload_bytes)
+        return await answer(form_arguments(form, loaded.request_model, loaded.uploads), request, response)
+
+    return APIRoute(
+        f"/{loaded.name}/run",
+        run_with_files,
+        methods=["POST"],
+        name=f"{loaded.name}_run_with_files",
+        include_in_schema=False,
+        dependencies=[Depends(options.guard)] if options.guard else None,
+        max_body_size=options.max_upload_bytes,
+    )
+
+
+def _form_body(loaded: LoadedPipeline) -> dict[str, Any]:
+    schema = form_schema(loaded.request_model, loaded.uploads)
+    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}}}
 
 
 _STREAMED: dict[int | str, dict[str, Any]] = {
@@ -120,6 +167,9 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
         "description": "The result, or a stream of it (text/plain; text/event-stream for an SSEStream)",
         "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
     }
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The upload is larger than HAYHOOKS_MAX_UPLOAD_BYTES"},
 }
 _RUN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "HAYHOOKS_API_TOKEN is set and the request has no valid bearer token"},
@@ -137,6 +187,10 @@ class _Served:
     revision: str
     route: APIRoute
     metrics: RunMetrics
+    upload_route: APIRoute | None = None  # the same revision for form bodies, when it takes files
+
+    def route_for(self, scope: Scope) -> APIRoute:
+        return self.upload_route if self.upload_route is not None and is_form(scope) else self.route
 
 
 class PipelineRoutes(BaseRoute):
@@ -165,8 +219,10 @@ class PipelineRoutes(BaseRoute):
             if cached and cached.revision == loaded.revision:
                 table[path] = cached
             else:
-                route = run_route(loaded, self.options)
-                table[path] = _Served(loaded.revision, route, self.metrics.for_pipeline(name))
+                uploads = upload_route(loaded, self.options) if loaded.uploads else None
+                table[path] = _Served(
+                    loaded.revision, run_route(loaded, self.options), self.metrics.for_pipeline(name), uploads
+                )
         changed = table.keys() != self._table.keys() or any(table[p] is not self._table[p] for p in table)
         self._table = table
         return changed
@@ -177,7 +233,7 @@ class PipelineRoutes(BaseRoute):
         served = self._table.get(get_route_path(scope))
         if served is None:
             return Match.NONE, {}
-        match, child_scope = served.route.matches(scope)
+        match, child_scope = served.route_for(scope).matches(scope)
         return match, {**child_scope, _SERVED_KEY: served}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -205,8 +261,9 @@ class PipelineRoutes(BaseRoute):
         served.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
-            await served.route.handle(scope, receive, send_and_note_status)
+            await served.route_for(scope).handle(scope, receive, send_and_note_status)
         finally:
+            close_form(scope)
             self._running -= 1
             served.metrics.in_flight.dec()
             served.metrics.finished(status, time.perf_counter() - started)
