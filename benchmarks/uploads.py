@@ -66,21 +66,33 @@ def _upload(port: int, path: str, payload: bytes) -> float:
     return seconds
 
 
-def time_upload(port: int, pid: int, path: str, *, size_mib: int, repeats: int) -> UploadTiming:
-    """``repeats`` uploads of one ``size_mib`` file to ``path`` of the server process ``pid``."""
+def time_uploads(targets: list[tuple[int, int]], path: str, *, size_mib: int, rounds: int) -> list[UploadTiming]:
+    """``rounds`` uploads of one ``size_mib`` file to ``path`` of each ``(port, pid)`` server.
+
+    The servers take turns, one upload each per round, so a slow moment of the machine (the page
+    cache writing back the spooled files of the previous uploads, say) falls on all of them alike.
+    """
     payload = bytes(range(256)) * (size_mib * MIB // 256)
-    _upload(port, path, payload[:MIB])  # warm-up: the first request of a worker pays for lazy imports
-    times, peaks = [], []
-    for _ in range(repeats):
-        before = _status_kib(pid, "VmRSS")
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-        times.append(_upload(port, path, payload))
-        peaks.append((_status_kib(pid, "VmHWM") - before) / 1024)
-    seconds = statistics.median(times)
-    return UploadTiming(
-        mib_per_second=round(size_mib / seconds, 1),
-        seconds=round(seconds, 3),
-        peak_extra_mib=round(max(peaks), 1),
-        size_mib=size_mib,
-        repeats=repeats,
-    )
+    for port, _ in targets:
+        _upload(port, path, payload[:MIB])  # warm-up: the first request of a worker pays for lazy imports
+    times: list[list[float]] = [[] for _ in targets]
+    peaks: list[list[float]] = [[] for _ in targets]
+    for _ in range(rounds):
+        for index, (port, pid) in enumerate(targets):
+            before = _status_kib(pid, "VmRSS")
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+            times[index].append(_upload(port, path, payload))
+            peaks[index].append((_status_kib(pid, "VmHWM") - before) / 1024)
+    timings = []
+    for server_times, server_peaks in zip(times, peaks, strict=True):
+        seconds = statistics.median(server_times)
+        timings.append(
+            UploadTiming(
+                mib_per_second=round(size_mib / seconds, 1),
+                seconds=round(seconds, 3),
+                peak_extra_mib=round(max(server_peaks), 1),
+                size_mib=size_mib,
+                repeats=rounds,
+            )
+        )
+    return timings

@@ -35,6 +35,9 @@ _EXPORTS = {
     "get_last_user_message": "hayhooks.pipelines.chat",
     "is_user_message": "hayhooks.pipelines.chat",
     "coerce_pipeline_inputs": "hayhooks.pipelines.inputs",
+    # files uploaded through /v1/files, by any worker
+    "file_path": "hayhooks.cluster.files",
+    "open_file": "hayhooks.cluster.files",
 }
 __all__ = list(_EXPORTS)
 

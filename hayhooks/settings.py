@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     files_dir: Path | None = Field(
         None,
         description="The file store of `/v1/files`, shared by every worker (and every instance that mounts it); "
-        "unset: `.files` inside the pipelines directory, so it lives on the same volume.",
+        "unset: `.hayhooks-files` inside the pipelines directory, so it lives on the same volume.",
     )
     runtime_dir: Path | None = Field(
         None,

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hayhooks.cluster.board import WorkerBoard
+from hayhooks.cluster.files import FileStore, configure_file_store, files_dir
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
 from hayhooks.pipelines.deployer import Deployer
@@ -43,6 +44,7 @@ class Worker:
         )
         self.deployer = Deployer(self.source, self.reconciler)
         self.board = WorkerBoard(runtime_dir(settings), port=settings.port)
+        self.files = FileStore(files_dir(settings))
         self.metrics_store = MetricsStore(metrics_dir(settings))
         self.metrics = self.metrics_store.open_for_writing()
         self.metrics.observe_registry(self.registry)
@@ -62,6 +64,8 @@ class Worker:
         settings = self.settings
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.source.ensure_exists)
+        configure_file_store(self.files)  # what open_file() and file_path() read in this process
+        await asyncio.to_thread(self.files.sweep)
         self.metrics.worker_started()
         # Subscribed last, after the app's routes: the board never announces a revision that this
         # worker cannot route yet.

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from hayhooks.http import security
 from hayhooks.http.middleware import RequestContextMiddleware
-from hayhooks.http.routes import deploy, metrics, openai, run, status
+from hayhooks.http.routes import deploy, files, metrics, openai, run, status
 from hayhooks.logs import configure_logging
 from hayhooks.settings import Settings
 from hayhooks.worker import Worker
@@ -66,5 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
     )
     app.include_router(openai.router(worker.registry, run_options))
+    app.include_router(files.router(worker.registry, worker.files, run_options))
     run.install(app, worker.registry, worker.metrics, run_options)
     return app

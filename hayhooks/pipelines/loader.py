@@ -78,9 +78,9 @@ class LoadedPipeline:
     name: str
     revision: str
     kind: str
-    request_model: type[BaseModel]  # the arguments of ``run``, but files
+    request_model: type[BaseModel] | None  # the arguments of ``run``, but files; None without ``run``
     result_type: Any  # what ``run`` returns, for the response schema
-    run: Call
+    run: Call | None  # None for a wrapper that only chats: it has no ``/NAME/run``
     description: str = ""
     result_description: str | None = None
     streams: bool = False  # ``run`` is declared to return a generator, an SSEStream or a Response
@@ -132,9 +132,11 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
                 f"{WRAPPER_FILE} of '{entry.name}' must define class PipelineWrapper(BasePipelineWrapper)"
             )
         methods = {role: _implemented(wrapper_class, names) for role, names in ENTRY_POINTS.items()}
-        run_method = methods["run"]
-        if run_method is None:
-            raise PipelineLoadError(f"PipelineWrapper of '{entry.name}' implements neither run_api nor run_api_async")
+        if not (methods["run"] or methods["chat_completion"] or methods["response"]):
+            raise PipelineLoadError(
+                f"PipelineWrapper of '{entry.name}' implements none of run_api, run_chat_completion and run_response "
+                "(nor their _async variants)"
+            )
         try:
             wrapper = wrapper_class()
             wrapper.setup()
@@ -143,9 +145,11 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         try:
             bound = {role: getattr(wrapper, method) for role, method in methods.items() if method}
             calls = {role: _caller(method) for role, method in bound.items()}
-            request_model = request_model_from_callable(bound["run"], f"{entry.name}RunRequest")
-            uploads = uploads_of_callable(bound["run"])
-            result_type, result_description, streams = result_type_of_callable(bound["run"])
+            run = bound.get("run")
+            request_model = request_model_from_callable(run, f"{entry.name}RunRequest") if run else None
+            uploads = uploads_of_callable(run) if run else ()
+            result_type, result_description, streams = result_type_of_callable(run) if run else (None, None, False)
+            description = docstring_parser.parse(inspect.getdoc(run) or "").short_description or "" if run else ""
         except Exception as error:
             raise PipelineLoadError(
                 f"PipelineWrapper of '{entry.name}' has an unusable method: {describe(error)}"
@@ -162,11 +166,11 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         result_description=result_description,
         streams=streams,
         uploads=uploads,
-        run=calls["run"],
+        run=calls.get("run"),
         chat_completion=calls.get("chat_completion"),
         response=calls.get("response"),
         file_upload=calls.get("file_upload"),
-        description=docstring_parser.parse(inspect.getdoc(bound["run"]) or "").short_description or "",
+        description=description,
         modules=modules,
     )
 

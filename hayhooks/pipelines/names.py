@@ -16,6 +16,7 @@ WRAPPER_FILE = "pipeline_wrapper.py"
 STAGING_PREFIX = ".staging-"  # a deploy being written, published by one rename
 TRASH_PREFIX = ".trash-"  # a removed or replaced folder, renamed out of sight before deletion
 LOCK_FILE = ".hayhooks-deploy.lock"
+FILE_STORE_DIR = ".hayhooks-files"  # the default file store of /v1/files: never an entry, never watched
 PRIVATE_PREFIXES = (STAGING_PREFIX, TRASH_PREFIX, ".hayhooks-")
 
 _NAME_RE = re.compile(NAME_PATTERN)

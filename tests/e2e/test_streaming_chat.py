@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.helpers import pipelines as samples
+from tests.helpers.openai_client import fresh_client, from_every_worker
 from tests.helpers.streaming_pipelines import (
     CHAT,
     DOCS_CHAT,
@@ -42,24 +43,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_gunicorn(pipelines, folder, workers=WORKERS, port=port, **openai_env).wait_ready()
     yield running
     running.stop()
-
-
-def fresh_client(server: Server) -> openai.OpenAI:
-    """A client on a new connection, so that calls spread over the workers."""
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", http_client=httpx.Client(), max_retries=0)
-
-
-def from_every_worker(server: Server, call) -> dict[int, object]:
-    """``call(client)`` over fresh connections until every worker answered; the answers by worker pid."""
-    answers: dict[int, object] = {}
-
-    def all_answered() -> bool:
-        raw = call(fresh_client(server))
-        answers[int(raw.headers["x-hayhooks-worker"])] = raw.parse()
-        return set(answers) == server.worker_pids()
-
-    wait_until(all_answered, 30, interval=0, message="an answer from every worker")
-    return answers
 
 
 def test_models_lists_the_pipelines_that_chat(server):

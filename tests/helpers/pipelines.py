@@ -285,3 +285,51 @@ class PipelineWrapper(BasePipelineWrapper):
         return Response(b"\\x89PNG\\r\\n", media_type="image/png", headers={"x-kind": "bytes"})
 """
 FILE_ANSWERS_FILES = {"report.csv": "name,value\nalpha,1\n"}
+
+# Takes uploads of /v1/files: says what it saw; content "boom" makes it raise, "list" return a list.
+# The id and bytes it returns must not override the store's.
+INDEXER = """
+import os
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, query: str) -> str:
+        return query
+
+    def run_file_upload(self, filename, content_type, content, purpose):
+        if content == b"boom":
+            raise ValueError("cannot index this file")
+        if content == b"list":
+            return ["not", "a", "dict"]
+        return {
+            "status": "indexed",
+            "indexed_by": os.getpid(),
+            "lines": content.count(b"\\n"),
+            "seen_type": content_type,
+            "id": "file-mine",
+            "bytes": 0,
+        }
+"""
+
+# A Responses API pipeline that answers with the text of the files its input names, read from the
+# file store (whichever worker stored them).
+FILE_READER = """
+from hayhooks import BasePipelineWrapper, get_input_files, open_file
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_response(self, model: str, input_items: list[dict], body: dict) -> str:
+        texts = []
+        for part in get_input_files(input_items):
+            with open_file(part["file_id"]) as handle:
+                texts.append(handle.read().decode())
+        return " | ".join(texts)
+"""

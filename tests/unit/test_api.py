@@ -81,7 +81,7 @@ def test_status_lists_served_and_failed_pipelines(make_client, pipelines_dir):
     assert details["greet"]["state"] == "ready"
     assert details["broken"]["state"] == "failed"
     assert "no index available" in details["broken"]["error"]
-    assert "neither run_api nor run_api_async" in details["norun"]["error"]
+    assert "none of run_api, run_chat_completion and run_response" in details["norun"]["error"]
     assert "no pipeline_wrapper.py" in details["empty"]["error"]
     one = client.get("/status/greet").json()
     assert one["status"] == "Up!" and one["pipeline"] == "greet"
@@ -194,7 +194,7 @@ def test_escaping_file_names_are_rejected_with_nothing_written(client, pipelines
         (samples.SYNTAX_ERROR, "SyntaxError"),
         (samples.IMPORT_ERROR, "module_that_does_not_exist"),
         (samples.SETUP_FAILS, "no index available"),
-        (samples.NO_RUN_METHOD, "neither run_api nor run_api_async"),
+        (samples.NO_RUN_METHOD, "none of run_api, run_chat_completion and run_response"),
     ],
 )
 def test_deploy_that_fails_to_load_is_rejected_and_leaves_no_trace(client, pipelines_dir, code, message):

@@ -42,6 +42,16 @@ BUILTIN = [
     ("POST", "/chat/completions"),
     ("POST", "/v1/responses"),
     ("POST", "/responses"),
+    ("POST", "/v1/files"),
+    ("POST", "/files"),
+    ("GET", "/v1/files"),
+    ("GET", "/files"),
+    ("GET", "/v1/files/{file_id}"),
+    ("GET", "/files/{file_id}"),
+    ("GET", "/v1/files/{file_id}/content"),
+    ("GET", "/files/{file_id}/content"),
+    ("DELETE", "/v1/files/{file_id}"),
+    ("DELETE", "/files/{file_id}"),
 ]
 # invalid inputs exist only for operations that take some
 BUILTIN_CASES = [(m, p, mode) for m, p in BUILTIN for mode in (POSITIVE, NEGATIVE) if mode is POSITIVE or m == "POST"]

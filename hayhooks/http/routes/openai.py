@@ -67,20 +67,23 @@ def openai_error(status: int, message: str, headers: dict[str, str] | None = Non
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
 
-class _OpenAIErrorsRoute(APIRoute):
-    """Answers every refusal of these routes (validation, token, HTTP errors) in OpenAI's error shape."""
+class OpenAIErrorsRoute(APIRoute):
+    """Answers every refusal of these routes (validation, token, HTTP errors) in OpenAI's error shape,
+    and says which worker answered on every response, refusals included."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
 
         async def in_openai_shape(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except RequestValidationError as error:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-                return openai_error(422, problems)
+                response = openai_error(422, problems)
             except HTTPException as error:
-                return openai_error(error.status_code, str(error.detail), error.headers)
+                response = openai_error(error.status_code, str(error.detail), error.headers)
+            response.headers[WORKER_HEADER] = str(os.getpid())  # read per answer: workers fork from a master
+            return response
 
         return in_openai_shape
 
@@ -88,7 +91,7 @@ class _OpenAIErrorsRoute(APIRoute):
 def router(registry: ServingTable, options: RunOptions) -> APIRouter:
     """The OpenAI endpoints over ``registry``, with the run routes' token and timeout."""
     guard = [Depends(options.guard)] if options.guard else None
-    routes = APIRouter(tags=["openai"], route_class=_OpenAIErrorsRoute, dependencies=guard, responses=_DOCUMENTED)
+    routes = APIRouter(tags=["openai"], route_class=OpenAIErrorsRoute, dependencies=guard, responses=_DOCUMENTED)
 
     def served(model: str, entry_point: str) -> tuple[LoadedPipeline, Call]:
         loaded = registry.get(model)

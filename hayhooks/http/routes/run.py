@@ -129,7 +129,7 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
         dependencies=[Depends(options.guard)] if options.guard else None,
-        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(_UPLOAD_ERRORS if files else {})},
+        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(UPLOAD_ERRORS if files else {})},
         openapi_extra=_form_body(loaded) if files else None,
     )
 
@@ -168,7 +168,7 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
         "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
     }
 }
-_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "The upload is larger than HAYHOOKS_MAX_UPLOAD_BYTES"},
 }
 _RUN_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -214,6 +214,8 @@ class PipelineRoutes(BaseRoute):
         """Build routes for new revisions and drop those of removed ones; return whether any changed."""
         table: dict[str, _Served] = {}
         for name, loaded in sorted(self.registry.serving().items()):
+            if loaded.run is None:  # a wrapper that only chats
+                continue
             path = f"/{name}/run"
             cached = self._table.get(path)
             if cached and cached.revision == loaded.revision:

@@ -11,6 +11,7 @@ from hayhooks.pipelines.loader import PipelineLoadError, PipelineRunError, load_
 from hayhooks.pipelines.source import Entry
 from tests.helpers.pipelines import (
     ASYNC,
+    FILE_READER,
     GREET,
     IMPORT_ERROR,
     NO_RUN_METHOD,
@@ -113,13 +114,21 @@ def test_an_exception_in_run_api_async_comes_out_as_pipeline_run_error(pipelines
     assert isinstance(caught.value.error, TypeError)
 
 
+def test_a_wrapper_that_only_answers_the_responses_api_loads_without_a_run_route(pipelines_dir, load):
+    """As published: chat-only wrappers are valid, they just have no ``/NAME/run``."""
+    write_wrapper(pipelines_dir, "reader", FILE_READER)
+    reader = load("reader")
+    assert reader.run is None and reader.request_model is None and reader.response is not None
+    assert asyncio.run(reader.response({"model": "reader", "input_items": [], "body": {}}, None)) == ""
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [
         (IMPORT_ERROR, "Failed to import pipeline_wrapper.py of 'broken': ModuleNotFoundError"),
         (SYNTAX_ERROR, "Failed to import pipeline_wrapper.py of 'broken': SyntaxError"),
         (SETUP_FAILS, "setup() of 'broken' failed: RuntimeError: no index available"),
-        (NO_RUN_METHOD, "implements neither run_api nor run_api_async"),
+        (NO_RUN_METHOD, "implements none of run_api, run_chat_completion and run_response"),
         (NO_WRAPPER_CLASS, "must define class PipelineWrapper(BasePipelineWrapper)"),
         (NOT_A_SUBCLASS, "must define class PipelineWrapper(BasePipelineWrapper)"),
     ],

@@ -3,6 +3,7 @@
 import pytest
 
 from hayhooks.pipelines.names import (
+    FILE_STORE_DIR,
     LOCK_FILE,
     PRIVATE_PREFIXES,
     InvalidName,
@@ -91,6 +92,7 @@ def test_ordinary_names_are_not_ignored(name):
 
 
 def test_every_private_name_of_hayhooks_is_ignored_by_scans():
-    """Staging, trash and lock names must never be mistaken for an entry."""
+    """Staging, trash, lock and file store names must never be mistaken for an entry, nor watched."""
     assert all(is_ignored(f"{prefix}greet-0123") for prefix in PRIVATE_PREFIXES)
     assert LOCK_FILE.startswith(PRIVATE_PREFIXES)
+    assert FILE_STORE_DIR.startswith(PRIVATE_PREFIXES)
