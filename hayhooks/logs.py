@@ -29,8 +29,9 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
     "color_message",
 }
 
-# Haystack logs every component run at INFO (lines per request), watchfiles every file event.
-_CHATTY_LIBRARIES = ("haystack", "watchfiles")
+# Haystack logs every component run at INFO (lines per request), watchfiles every file event, the MCP SDK
+# every request.
+_CHATTY_LIBRARIES = ("haystack", "watchfiles", "mcp")
 
 
 class RequestIdFilter(logging.Filter):

@@ -111,6 +111,16 @@ class Settings(BaseSettings):
         "unset: `metrics/` in the runtime folder.",
     )
 
+    # --- MCP ---
+    mcp: bool = Field(
+        True, description="Serve every pipeline as an MCP tool at `/mcp` (Streamable HTTP) and `/sse` on every worker."
+    )
+    mcp_json_response: bool = Field(
+        False, description="`/mcp` answers with one JSON body instead of an SSE stream (`hayhooks mcp run -j`)."
+    )
+    mcp_host: str = Field("localhost", description="Address `hayhooks mcp run` binds.")
+    mcp_port: int = Field(1417, ge=1, le=65535, description="Port `hayhooks mcp run` binds.")
+
     # --- HTTP behaviour ---
     show_tracebacks: bool = Field(False, description="Include tracebacks in error responses and logs.")
     cors_allow_origins: CsvList = Field(default_factory=list, description="CORS origins; empty: no CORS.")

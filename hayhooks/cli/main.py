@@ -83,16 +83,72 @@ def run(
 
     Each option given overrides its HAYHOOKS_* environment variable, also for the worker processes.
     """
-    overrides = {
-        "HAYHOOKS_HOST": host,
-        "HAYHOOKS_PORT": port,
-        "HAYHOOKS_PIPELINES_DIR": pipelines_dir,
-        "HAYHOOKS_WORKERS": workers,
-        "HAYHOOKS_ROOT_PATH": root_path,
-        "HAYHOOKS_ADDITIONAL_PYTHON_PATH": additional_python_path,
-    }
-    # Through the environment, not only into Settings: with --workers the server is a gunicorn
-    # master exec'd from here, and it and its workers read their settings from the environment.
+    _serve_with(
+        {
+            "HAYHOOKS_HOST": host,
+            "HAYHOOKS_PORT": port,
+            "HAYHOOKS_PIPELINES_DIR": pipelines_dir,
+            "HAYHOOKS_WORKERS": workers,
+            "HAYHOOKS_ROOT_PATH": root_path,
+            "HAYHOOKS_ADDITIONAL_PYTHON_PATH": additional_python_path,
+        }
+    )
+
+
+mcp = typer.Typer(help="The MCP server.", no_args_is_help=True)
+app.add_typer(mcp, name="mcp")
+
+
+@mcp.command("run")
+def mcp_run(
+    host: Annotated[str | None, typer.Option("--host", "-h", help="Address to bind (HAYHOOKS_MCP_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", min=1, max=65535, help="Port to bind (HAYHOOKS_MCP_PORT, 1417).")
+    ] = None,
+    pipelines_dir: Annotated[
+        Path | None,
+        typer.Option("--pipelines-dir", "-d", help="Directory the pipelines are served from (HAYHOOKS_PIPELINES_DIR)."),
+    ] = None,
+    json_response: Annotated[
+        bool,
+        typer.Option("--json-response", "-j", help="/mcp answers with JSON bodies, not SSE streams."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", min=1, help="Worker processes (HAYHOOKS_WORKERS, default 1), as for run."),
+    ] = None,
+    additional_python_path: Annotated[
+        str | None,
+        typer.Option("--additional-python-path", help="Extra import paths for pipeline code (os.pathsep-separated)."),
+    ] = None,
+) -> None:
+    """Serve the pipelines as MCP tools on their own port (1417): /mcp, /sse and /messages/.
+
+    The same server as run (every worker serves MCP, the REST API stays available), bound to the
+    MCP host and port, as the published `hayhooks mcp run` is, so existing client configurations work.
+    """
+    from hayhooks.settings import Settings
+
+    settings = Settings()
+    _serve_with(
+        {
+            "HAYHOOKS_HOST": host or settings.mcp_host,
+            "HAYHOOKS_PORT": port or settings.mcp_port,
+            "HAYHOOKS_PIPELINES_DIR": pipelines_dir,
+            "HAYHOOKS_WORKERS": workers,
+            "HAYHOOKS_ADDITIONAL_PYTHON_PATH": additional_python_path,
+            "HAYHOOKS_MCP": "true",
+            "HAYHOOKS_MCP_JSON_RESPONSE": "true" if json_response else None,
+        }
+    )
+
+
+def _serve_with(overrides: dict[str, object]) -> None:
+    """Start the server with ``overrides`` of its settings.
+
+    Through the environment, not only into Settings: with --workers the server is a gunicorn
+    master exec'd from here, and it and its workers read their settings from the environment.
+    """
     for variable, value in overrides.items():
         if value is not None:
             os.environ[variable] = str(value)

@@ -143,6 +143,7 @@ def deploy_yaml(
     description: Annotated[
         str | None, typer.Option("--description", help="A description of the pipeline for its API docs.")
     ] = None,
+    skip_mcp: Annotated[bool, typer.Option("--skip-mcp", help="Do not serve the pipeline as an MCP tool.")] = False,
     wait: Wait = True,
 ) -> None:
     """Deploy a pipeline from its YAML definition."""
@@ -152,6 +153,7 @@ def deploy_yaml(
         "source_code": decode_text(pipeline_file, pipeline_file.read_bytes()),
         "overwrite": overwrite,
         "description": description,
+        "skip_mcp": skip_mcp,
         "wait": wait,
     }
     confirm(f"Pipeline '{name}' deployed", request(ctx, "POST", "deploy-yaml", payload), "served by")

@@ -33,6 +33,7 @@ class WorkerBoard:
     """This worker's entry on the board, and a reader of everyone's."""
 
     def __init__(self, runtime_dir: Path, port: int | None = None) -> None:
+        self.runtime_dir = runtime_dir
         self.folder = runtime_dir / "workers"
         self.port = port
 

@@ -148,6 +148,19 @@ class ServerMetrics:
             registry=None,
         )
         self.workers = Gauge("hayhooks_workers", "Live worker processes.", multiprocess_mode="livesum", registry=None)
+        self.tool_calls = Counter(
+            "hayhooks_mcp_tool_calls_total",
+            "MCP tool calls, by tool and outcome (ok, error, invalid, busy, timeout, refused).",
+            ["tool", "outcome"],
+            registry=None,
+        )
+        self.tool_latency = Histogram(
+            "hayhooks_mcp_tool_call_duration_seconds",
+            "Time to answer an MCP tool call.",
+            ["tool"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=None,
+        )
 
     def for_pipeline(self, pipeline: str) -> RunMetrics:
         return RunMetrics(self, pipeline)
@@ -155,6 +168,10 @@ class ServerMetrics:
     def worker_started(self) -> None:
         """Count this process as a live worker (called in its lifespan, never in a preloading master)."""
         self.workers.set(1)
+
+    def count_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
+        self.tool_calls.labels(tool, outcome).inc()
+        self.tool_latency.labels(tool).observe(seconds)
 
     def count_deploy(self, action: str, outcome: str) -> None:
         self.deploys.labels(action, outcome).inc()

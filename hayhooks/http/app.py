@@ -6,7 +6,7 @@ app built in a preloading gunicorn master is still safe to fork.
 """
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,12 +27,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
     worker = Worker(settings)
+    services: list[Callable[[], contextlib.AbstractAsyncContextManager]] = []  # run inside the lifespan
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await worker.start()
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for service in services:
+                    await stack.enter_async_context(service())
+                yield
         finally:
             await worker.stop()
 
@@ -68,4 +72,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router(worker.registry, run_options))
     app.include_router(files.router(worker.registry, worker.files, run_options))
     run.install(app, worker.registry, worker.metrics, run_options)
+    if settings.mcp:
+        services.append(_install_mcp(app, worker, settings, run_options))
     return app
+
+
+def _install_mcp(
+    app: FastAPI, worker: Worker, settings: Settings, run_options: "run.RunOptions"
+) -> Callable[[], contextlib.AbstractAsyncContextManager]:
+    """Serve MCP at /mcp and /sse; imported only when on (the SDK costs start-up time)."""
+    from hayhooks.http.routes.mcp import McpService
+
+    service = McpService(
+        worker.registry,
+        worker.board,
+        worker.metrics,
+        run_options,
+        deployer=worker.deployer if settings.deploy_api else None,
+        runtime_dir=worker.board.runtime_dir,
+        json_response=settings.mcp_json_response,
+        transport_check=security.run_check(settings),
+        admin_check=security.admin_check(settings),
+    )
+    app.router.routes.extend(service.routes())
+    return service.running

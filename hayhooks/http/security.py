@@ -18,18 +18,34 @@ Guard = Callable[..., Awaitable[None]]
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <token>")
 
 
-def bearer_guard(*tokens: SecretStr | None) -> Guard | None:
-    """A FastAPI dependency that lets a request through only with one of ``tokens``; ``None`` if none is set."""
+TokenCheck = Callable[[str | None], bool]  # the value of an Authorization header -> whether it may pass
+
+
+def token_check(*tokens: SecretStr | None) -> TokenCheck | None:
+    """Whether an ``Authorization`` header carries one of ``tokens`` as a bearer; ``None`` if none is set."""
     accepted = [token.get_secret_value().encode() for token in tokens if token and token.get_secret_value()]
     if not accepted:
         return None
 
-    async def require_token(credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
-        given = credentials.credentials.encode() if credentials else b""
+    def passes(authorization: str | None) -> bool:
+        scheme, _, credentials = (authorization or "").partition(" ")
+        given = credentials.strip().encode() if scheme.lower() == "bearer" else b""
         matched = False
         for token in accepted:  # every token is compared, so timing says nothing about which
             matched |= hmac.compare_digest(given, token)
-        if not matched:
+        return matched
+
+    return passes
+
+
+def bearer_guard(*tokens: SecretStr | None) -> Guard | None:
+    """A FastAPI dependency that lets a request through only with one of ``tokens``; ``None`` if none is set."""
+    passes = token_check(*tokens)
+    if passes is None:
+        return None
+
+    async def require_token(credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
+        if not passes(f"Bearer {credentials.credentials}" if credentials else None):
             raise HTTPException(401, "Missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     return require_token
@@ -41,6 +57,15 @@ def admin_guard(settings: Settings) -> Guard | None:
 
 def run_guard(settings: Settings) -> Guard | None:
     return bearer_guard(settings.api_token, settings.admin_token) if settings.api_token else None
+
+
+def run_check(settings: Settings) -> TokenCheck | None:
+    """:func:`run_guard` for what is not a FastAPI route (the MCP transports)."""
+    return token_check(settings.api_token, settings.admin_token) if settings.api_token else None
+
+
+def admin_check(settings: Settings) -> TokenCheck | None:
+    return token_check(settings.admin_token)
 
 
 def open_deploy_warning(settings: Settings) -> str | None:

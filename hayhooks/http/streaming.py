@@ -148,8 +148,10 @@ def iterate(source: Source) -> AsyncIterator[Any]:
     return _from_thread(source) if isinstance(source, Generator) else source
 
 
-async def join_text(source: Source) -> str:
-    """A whole stream's text, for a client that did not ask to stream."""
+async def join_text(source: Source | SSEStream) -> str:
+    """A whole stream's text, for a client that did not ask to stream (or cannot: an MCP tool call)."""
+    if isinstance(source, SSEStream):
+        source = source.stream
     if isinstance(source, Generator):
         return await run_in_threadpool(_join_sync, source)
     try:

@@ -45,16 +45,19 @@ class Deployer:
         staged = await asyncio.to_thread(self.source.stage_files, name, _encoded(files))
         return await self._validate_and_publish(name, staged, "files", overwrite)
 
-    async def deploy_yaml(self, name: str, source_code: str, *, overwrite: bool, description: str | None) -> str:
-        """Publish a YAML pipeline; return its revision."""
+    async def deploy_yaml(
+        self, name: str, source_code: str, *, overwrite: bool, description: str | None, skip_mcp: bool = False
+    ) -> str:
+        """Publish a YAML pipeline; return its revision. ``description`` and ``skip_mcp`` go into the YAML."""
         _refuse_invalid(check_name, name)
         await self._refuse_existing(name, overwrite)
         try:
             parse_yaml_definition(name, source_code)
         except PipelineLoadError as error:
             raise DeployRejected("invalid", str(error)) from error
-        if description:
-            source_code = _with_description(source_code, description)
+        extra = {"description": description, "skip_mcp": True if skip_mcp else None}
+        if any(value is not None for value in extra.values()):
+            source_code = _with_fields(source_code, extra)
         staged = await asyncio.to_thread(self.source.stage_yaml, name, source_code)
         return await self._validate_and_publish(name, staged, "yaml", overwrite)
 
@@ -118,10 +121,10 @@ def _encoded(files: dict[str, str]) -> dict[str, str | bytes]:
     return encoded
 
 
-def _with_description(source_code: str, description: str) -> str:
-    """Keep a deploy's description in the YAML itself, so every worker and restart sees it."""
+def _with_fields(source_code: str, fields: dict[str, object]) -> str:
+    """Keep a deploy's description and MCP choice in the YAML itself, so every worker and restart sees them."""
     import yaml
 
     document = yaml.safe_load(source_code)
-    document["description"] = description
+    document.update({key: value for key, value in fields.items() if value is not None})
     return yaml.safe_dump(document, sort_keys=False)

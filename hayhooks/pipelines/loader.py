@@ -88,6 +88,7 @@ class LoadedPipeline:
     chat_completion: Call | None = None  # run_chat_completion(model, messages, body)
     response: Call | None = None  # run_response(model, input_items, body)
     file_upload: Call | None = None  # run_file_upload(filename, content_type, content, purpose)
+    skip_mcp: bool = False  # not an MCP tool (the wrapper's ``skip_mcp``, a YAML's ``skip_mcp: true``)
     load_seconds: float = 0.0
     modules: tuple[str, ...] = field(default=(), repr=False)
 
@@ -171,6 +172,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         response=calls.get("response"),
         file_upload=calls.get("file_upload"),
         description=description,
+        skip_mcp=bool(getattr(wrapper_class, "skip_mcp", False)),
         modules=modules,
     )
 
@@ -341,6 +343,7 @@ class YamlDefinition:
     inputs: dict[str, list[str]]  # request field -> every "component.socket" it feeds
     outputs: dict[str, str]  # result field -> the "component.socket" it reads
     description: str
+    skip_mcp: bool = False
 
 
 def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
@@ -354,6 +357,7 @@ def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
     inputs = document.pop("inputs", None) or {}
     outputs = document.pop("outputs", None) or {}
     description = str(document.pop("description", None) or "")
+    skip_mcp = document.pop("skip_mcp", False) is True
     if not isinstance(inputs, dict) or not isinstance(outputs, dict):
         raise PipelineLoadError(f"'inputs' and 'outputs' of '{name}' must map names to 'component.socket'")
     if not inputs and not outputs:
@@ -363,6 +367,7 @@ def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
         inputs={str(key): _socket_paths(name, key, value) for key, value in inputs.items()},
         outputs={str(key): _socket_paths(name, key, value)[0] for key, value in outputs.items()},
         description=description,
+        skip_mcp=skip_mcp,
     )
 
 
@@ -441,4 +446,5 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result:
         result_type=result_type,
         run=run,
         description=definition.description,
+        skip_mcp=definition.skip_mcp,
     )

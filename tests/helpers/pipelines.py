@@ -333,3 +333,33 @@ class PipelineWrapper(BasePipelineWrapper):
                 texts.append(handle.read().decode())
         return " | ".join(texts)
 """
+
+# Says which worker ran it: MCP answers carry no header, so the tool's text does.
+WHOAMI = '''
+import os
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, tag: str) -> str:
+        """Answer the tag and this worker's pid."""
+        return f"{tag} from {os.getpid()}"
+'''
+
+HIDDEN_FROM_MCP = """
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    skip_mcp = True
+
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, text: str) -> str:
+        return text
+"""

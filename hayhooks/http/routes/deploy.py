@@ -37,6 +37,7 @@ class DeployYamlRequest(BaseModel):
     source_code: str = Field(description="The YAML pipeline definition, with inputs and outputs")
     overwrite: bool = Field(False, description="Replace an existing pipeline of the same name")
     description: str | None = Field(None, description="Stored in the YAML as its description")
+    skip_mcp: bool = Field(False, description="Not an MCP tool (stored in the YAML as skip_mcp: true)")
     wait: bool = _WAIT
     wait_timeout: float = _WAIT_TIMEOUT
 
@@ -134,7 +135,11 @@ def router(deployer: Deployer, cluster: ClusterView, metrics: ServerMetrics, *, 
     async def deploy_yaml(body: DeployYamlRequest) -> DeployResponse:
         with counted("deploy"):
             revision = await deployer.deploy_yaml(
-                body.name, body.source_code, overwrite=body.overwrite, description=body.description
+                body.name,
+                body.source_code,
+                overwrite=body.overwrite,
+                description=body.description,
+                skip_mcp=body.skip_mcp,
             )
         return await answer(body.name, revision, body.wait, body.wait_timeout)
 

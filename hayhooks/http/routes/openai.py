@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -60,6 +60,11 @@ class ResponseRequest(BaseModel):
     stream: bool = False
 
 
+def describe_problems(errors: Sequence[Any]) -> str:
+    """Validation errors in one line, each as ``where: what``."""
+    return "; ".join(f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}" for error in errors)
+
+
 def openai_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
     if status == 501:  # SDKs retry 5xx answers; asking again will not make the method exist
@@ -78,8 +83,7 @@ class OpenAIErrorsRoute(APIRoute):
             try:
                 response = await handler(request)
             except RequestValidationError as error:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-                response = openai_error(422, problems)
+                response = openai_error(422, describe_problems(error.errors()))
             except HTTPException as error:
                 response = openai_error(error.status_code, str(error.detail), error.headers)
             response.headers[WORKER_HEADER] = str(os.getpid())  # read per answer: workers fork from a master

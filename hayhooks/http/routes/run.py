@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
@@ -41,6 +41,20 @@ REVISION_HEADER = "x-hayhooks-revision"  # which revision answered: convergence 
 WORKER_HEADER = "x-hayhooks-worker"  # the pid of the worker that answered
 
 
+class RunSlots:
+    """The runs this worker has going, against HAYHOOKS_MAX_CONCURRENT_RUNS; every protocol takes from it."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def full(self) -> bool:
+        return self.limit is not None and self.running >= self.limit
+
+    def busy_message(self) -> str:
+        return f"This worker already runs {self.limit} pipelines (HAYHOOKS_MAX_CONCURRENT_RUNS); retry"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How run routes behave: from the settings, the same for every pipeline."""
@@ -50,6 +64,10 @@ class RunOptions:
     max_concurrent: int | None = None  # runs at once in this worker before 503
     guard: Guard | None = None  # the API token check, when one is set
     max_upload_bytes: int | None = None  # largest form body (with files) a run accepts, 413 above
+    slots: RunSlots = field(init=False)  # shared by /NAME/run and MCP tool calls
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", RunSlots(self.max_concurrent))
 
 
 def failure_detail(error: BaseException, *, show_tracebacks: bool) -> str:
@@ -205,7 +223,6 @@ class PipelineRoutes(BaseRoute):
         self.metrics = metrics
         self.options = options
         self._table: dict[str, _Served] = {}  # path -> what serves it
-        self._running = 0
 
     def routes(self) -> list[APIRoute]:
         return [served.route for served in self._table.values()]
@@ -241,14 +258,10 @@ class PipelineRoutes(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the matched revision's route, counting the request in its pipeline's metrics."""
         served: _Served = scope[_SERVED_KEY]
-        limit = self.options.max_concurrent
-        if limit is not None and self._running >= limit:
+        slots = self.options.slots
+        if slots.full():
             served.metrics.finished(503, 0.0)
-            busy = JSONResponse(
-                {"detail": f"This worker already runs {limit} pipelines (HAYHOOKS_MAX_CONCURRENT_RUNS); retry"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
+            busy = JSONResponse({"detail": slots.busy_message()}, status_code=503, headers={"Retry-After": "1"})
             await busy(scope, receive, send)
             return
         status = 500
@@ -259,14 +272,14 @@ class PipelineRoutes(BaseRoute):
                 status = message["status"]
             await send(message)
 
-        self._running += 1
+        slots.running += 1
         served.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
             await served.route_for(scope).handle(scope, receive, send_and_note_status)
         finally:
             close_form(scope)
-            self._running -= 1
+            slots.running -= 1
             served.metrics.in_flight.dec()
             served.metrics.finished(status, time.perf_counter() - started)
 
