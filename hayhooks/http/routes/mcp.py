@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import mcp.types as types
@@ -70,7 +71,7 @@ class McpService:
         run_options: RunOptions,
         *,
         deployer: Deployer | None,
-        runtime_dir: Any,
+        runtime_dir: Path,
         json_response: bool,
         transport_check: TokenCheck | None,
         admin_check: TokenCheck | None,
@@ -122,7 +123,7 @@ class McpService:
     def tools(self) -> list[types.Tool]:
         core = self._core_tools()
         taken = {tool.name for tool in core}
-        pipelines = []
+        cache: dict[str, tuple[str, types.Tool]] = {}  # rebuilt each time: removed pipelines leave it
         for name, loaded in sorted(self.registry.serving().items()):
             if not _is_tool(loaded):
                 continue
@@ -133,9 +134,9 @@ class McpService:
             if cached is None or cached[0] != loaded.revision:
                 schema = loaded.request_model.model_json_schema()  # type: ignore[union-attr]
                 cached = (loaded.revision, types.Tool(name=name, description=loaded.description, inputSchema=schema))
-                self._tool_cache[name] = cached
-            pipelines.append(cached[1])
-        return core + pipelines
+            cache[name] = cached
+        self._tool_cache = cache
+        return core + [tool for _, tool in cache.values()]
 
     def _core_tools(self) -> list[types.Tool]:
         name_schema = _PipelineName.model_json_schema()
