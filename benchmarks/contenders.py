@@ -95,11 +95,14 @@ def _expected(pipelines: Path) -> set[str]:
     return {path.name for path in pipelines.iterdir() if path.is_dir()}
 
 
-def ours(opts: Options, workers: int, examples: tuple[str, ...] = ("echo",), probe: str | None = None) -> Contender:
-    """Our server as documented: ``hayhooks run`` for one worker, gunicorn for more."""
+def ours(
+    opts: Options, workers: int, examples: tuple[str, ...] = ("echo",), probe: str | None = None, **settings: str
+) -> Contender:
+    """Our server as documented: ``hayhooks run`` for one worker, gunicorn for more; ``settings`` are
+    ``HAYHOOKS_*`` variables it runs with."""
     pipelines = _pipelines_dir(opts, examples, probe)
     port = free_port()
-    env = hayhooks_env(port, pipelines, HAYHOOKS_WORKERS=str(workers))
+    env = hayhooks_env(port, pipelines, HAYHOOKS_WORKERS=str(workers), **settings)
     python = opts.venv / "bin" / "python"
     argv = hayhooks_run_command(python) if workers == 1 else gunicorn_command(python)
     expected = _expected(pipelines)

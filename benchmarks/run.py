@@ -12,6 +12,7 @@ Each scenario starts the servers it needs on free 127.0.0.1 ports, each in its o
     chat         POST /v1/chat/completions req/s: ours vs plain FastAPI vs published Hayhooks, 1 and 2 workers
     streaming    time to the first chunk and chunks/s of a streamed /run, vs a plain StreamingResponse
     upload       MiB/s and peak extra memory of a 100 MiB upload to /run, vs a plain FastAPI UploadFile
+    mcp          a tool call over /mcp vs the same /echo/run call; cpu_heavy tool calls/s over /mcp, 2 workers vs 1
 
 Usage (stdlib only: run it with any Python 3.11+; the servers run from their own venvs)::
 
@@ -42,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,16 @@ sys.path.insert(
 
 from benchmarks.common import BENCH_DIR, REPO, Options, log  # noqa: E402
 from benchmarks.contenders import ECHO_BODY, Contender, ours, plain, reference, running  # noqa: E402
+from benchmarks.mcp_calls import (  # noqa: E402
+    Calls,
+    Target,
+    check_same_answer,
+    failed,
+    mcp_target,
+    measure_calls,
+    rotate,
+    run_target,
+)
 from benchmarks.probe import (  # noqa: E402
     PROBE,
     ask,
@@ -67,7 +79,8 @@ from benchmarks.uploads import UploadTiming, time_uploads  # noqa: E402
 from hayhooks.bench.server import signals_end_the_run  # noqa: E402
 
 REFERENCE_VERSION = "2.1.0"
-SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload")
+SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload", "mcp")
+ONLY_OURS = {"propagation", "mcp"}  # scenarios that never start the published Hayhooks
 CPU_BODY: dict[str, Any] = {}
 KINDS = ("plain", "ours", "reference")  # the servers of the overhead scenario, in table order
 
@@ -283,6 +296,125 @@ def scenario_upload(opts: Options) -> Section:
         _met(ok),
     ]
     return Section("upload", summary, details, data)
+
+
+MCP_SETTINGS = {"HAYHOOKS_MCP_JSON_RESPONSE": "true"}  # /mcp answers one JSON body, as /NAME/run does
+NO_MCP = "no MCP on the main server"
+
+
+def _echo_over_mcp(opts: Options) -> tuple[dict[str, Any], str]:
+    """echo over ``/echo/run`` and ``/mcp`` on one 1-worker server: latency one call at a time, and req/s."""
+    log("mcp: echo over /echo/run and over /mcp, 1 worker")
+    targets = {"/echo/run": run_target("echo", ECHO_BODY), "/mcp": mcp_target("echo", ECHO_BODY)}
+    server = ours(opts, 1, ("echo",), **MCP_SETTINGS)
+    with running(server):
+        check_same_answer(server.port, targets["/echo/run"], targets["/mcp"])
+        latency, load = (_calls(opts, server, targets, connections) for connections in (1, opts.connections))
+    median = {label: typical(results, "p50_ms") for label, results in latency.items()}
+    p90 = {label: typical(results, "p90_ms") for label, results in latency.items()}
+    rps = {label: typical(results, "ok_rps") for label, results in load.items()}
+    cpu = {label: typical(results, "cpu_ms_per_request") for label, results in load.items()}
+    not_ok = {label: sum(map(failed, latency[label] + load[label])) for label in targets}
+    data: dict[str, Any] = {
+        "median_ms": median,
+        "p90_ms": p90,
+        "ok_rps": rps,
+        "cpu_ms_per_request": cpu,
+        "failed": not_ok,
+        "mcp - run median ms": round(median["/mcp"] - median["/echo/run"], 3),
+        "mcp - run p90 ms": round(p90["/mcp"] - p90["/echo/run"], 3),
+        "mcp/run ok_rps": _ratio(rps["/mcp"], rps["/echo/run"]),
+        "runs": {"latency": _as_data(latency), "load": _as_data(load)},
+    }
+    rows = [
+        [f"`{k}`", f"{median[k]:.2f} / {p90[k]:.2f}", f"{rps[k]:.0f}", f"{cpu[k]:.3f}", str(not_ok[k])] for k in targets
+    ]
+    rows.append(
+        [
+            "`/mcp` − `/echo/run`",
+            f"{data['mcp - run median ms']:+.2f} / {data['mcp - run p90 ms']:+.2f}",
+            f"{data['mcp/run ok_rps']:.2f}×",
+            f"{cpu['/mcp'] - cpu['/echo/run']:+.3f}",
+            "",
+        ]
+    )
+    table = markdown_table(
+        f"call | latency ms median / p90 (1 connection) | calls/s ({opts.connections} connections)"
+        " | CPU ms per call | failed answers",
+        rows,
+    )
+    return data, table + "\n" + other_load_note([r for results in (*latency.values(), *load.values()) for r in results])
+
+
+def _cpu_heavy_over_mcp(opts: Options) -> tuple[dict[str, Any], str]:
+    """cpu_heavy tool calls/s over ``/mcp`` with 1 and 2 workers."""
+    log("mcp: cpu_heavy over /mcp, 1 vs 2 workers")
+    run, mcp = run_target("cpu_heavy", CPU_BODY), mcp_target("cpu_heavy", CPU_BODY)
+    servers = tuple(ours(opts, workers, ("cpu_heavy",), **MCP_SETTINGS) for workers in (1, 2))
+    with running(*servers):
+        for server in servers:
+            check_same_answer(server.port, run, mcp)
+        runs = rotate(opts, {srv.label: partial(measure_calls, opts, srv, mcp, opts.connections) for srv in servers})
+    one, two = (server.label for server in servers)
+    rps = {label: typical(results, "ok_rps") for label, results in runs.items()}
+    cores = {label: typical(results, "server_cores") for label, results in runs.items()}
+    not_ok = {label: sum(map(failed, results)) for label, results in runs.items()}
+    data = {
+        "ok_rps": rps,
+        "cores_busy": cores,
+        "failed": not_ok,
+        "2w/1w": _ratio(rps[two], rps[one]),
+        "runs": _as_data(runs),
+    }
+    row = [f"{rps[one]:.1f}", f"{rps[two]:.1f}", f"{data['2w/1w']:.2f}×", f"{cores[one]:.2f} / {cores[two]:.2f}"]
+    table = markdown_table(
+        "1 worker tool calls/s | 2 workers tool calls/s | 2 ÷ 1 | cores busy 1 / 2 workers | failed answers 1 / 2",
+        [[*row, f"{not_ok[one]} / {not_ok[two]}"]],
+    )
+    return data, table + "\n" + other_load_note([result for results in runs.values() for result in results])
+
+
+def _calls(opts: Options, server: Contender, targets: dict[str, Target], connections: int) -> dict[str, list[Calls]]:
+    """Every target on ``server`` with ``connections``, the targets taking turns."""
+    return rotate(opts, {label: partial(measure_calls, opts, server, t, connections) for label, t in targets.items()})
+
+
+def _as_data(runs: dict[str, list[Calls]]) -> dict[str, list[dict[str, Any]]]:
+    return {label: [asdict(result) for result in results] for label, results in runs.items()}
+
+
+def scenario_mcp(opts: Options) -> Section:
+    """A tool call over ``/mcp`` vs the same ``/echo/run`` call, and cpu_heavy tool calls/s with 2 workers vs 1."""
+    echo, echo_table = _echo_over_mcp(opts)
+    cpu, cpu_table = _cpu_heavy_over_mcp(opts)
+    tool_call = json.dumps(mcp_target("echo", ECHO_BODY).body)
+    details = (
+        f"{echo_table}\nOne server of ours with 1 worker (`hayhooks run`, `HAYHOOKS_MCP_JSON_RESPONSE=true`)"
+        f" serving the echo example takes `POST /echo/run` with `{json.dumps(ECHO_BODY)}` and `POST /mcp` with"
+        f" `{tool_call}` (headers `Accept: application/json, text/event-stream` and `MCP-Protocol-Version:"
+        " 2025-06-18`; stateless Streamable HTTP, no `initialize`), answered with one JSON body. Checked once"
+        " before timing: the tool call answers 200 `application/json`, `isError` false, with the text that"
+        " `/echo/run` gives as `result`. Latency: wrk -t1 -c1, one keep-alive connection with one call at a time,"
+        f" wrk's median and p90; calls/s: wrk -t1 -c{opts.connections}. Only answers that are 200 with"
+        ' `"isError":false` (`/mcp`) or `"result":` (`/echo/run`) in the body count as calls; failed answers'
+        f" are the others and requests with no answer. Figures are medians over {opts.repeats} runs of"
+        f" {opts.warmup} s warm-up + {opts.duration} s, the two calls taking turns; CPU ms per call is the"
+        " server's CPU time over its calls at the higher load.\n\n"
+        f"{cpu_table}\nTool calls of cpu_heavy over `/mcp` the same way, with `{json.dumps(CPU_BODY)}` as its"
+        f" arguments, on ours with 1 worker (`hayhooks run`) and with 2 (gunicorn), wrk -t1 -c{opts.connections};"
+        " each server's answer is checked first against its `/cpu_heavy/run`. The published Hayhooks serves MCP"
+        " only from a separate single process (`hayhooks mcp run`), not from its main server: it has no figures"
+        " here.\n"
+    )
+    difference = echo["mcp - run median ms"]
+    summary = [
+        "MCP tool calls (`/mcp` echo vs `/echo/run`, 1 worker: median latency; cpu_heavy tool calls/s, 2 workers ÷ 1)",
+        f"{difference:+.2f} ms (p90 {echo['mcp - run p90 ms']:+.2f} ms); {cpu['2w/1w']:.2f}×",
+        NO_MCP,
+        "≤ +2 ms; ≥ 1.7×",
+        _met(difference <= 2.0 and cpu["2w/1w"] >= 1.7),
+    ]
+    return Section("mcp", summary, details, {"echo": echo, "cpu_heavy": cpu})
 
 
 def scenario_propagation(opts: Options) -> Section:
@@ -548,6 +680,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "chat": scenario_chat,
     "streaming": scenario_streaming,
     "upload": scenario_upload,
+    "mcp": scenario_mcp,
 }
 
 
@@ -689,7 +822,7 @@ def check_tools(opts: Options) -> None:
         raise SystemExit("wrk is missing: run benchmarks/setup_reference.sh (or apt-get install wrk)")
     if not (opts.venv / "bin" / "hayhooks").exists():
         raise SystemExit(f"no hayhooks in {opts.venv}: pip install -e '.[dev]' there, or pass --venv")
-    if opts.scenarios != ("propagation",) and not (opts.reference_venv / "bin" / "hayhooks").exists():
+    if set(opts.scenarios) - ONLY_OURS and not (opts.reference_venv / "bin" / "hayhooks").exists():
         log(f"making the reference venv {opts.reference_venv} (hayhooks=={REFERENCE_VERSION})")
         subprocess.run(["bash", str(BENCH_DIR / "setup_reference.sh"), str(opts.reference_venv)], check=True)
 
