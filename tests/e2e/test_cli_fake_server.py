@@ -135,6 +135,7 @@ def test_deploy_yaml_names_the_pipeline_after_the_file(server: FakeServer, tmp_p
         "source_code": "components: {}\n",
         "overwrite": False,
         "description": None,
+        "skip_mcp": False,
         "wait": False,
     }
 
