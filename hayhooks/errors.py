@@ -2,6 +2,11 @@
 
 import re
 
+# What pipeline code may raise that is a failed load or run, never a reason to end the worker:
+# exit(), a stray KeyboardInterrupt, a GeneratorExit out of a closed generator. Not CancelledError,
+# which is how the event loop stops a request.
+USER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt, GeneratorExit)
+
 # An absolute path of two or more parts; only its last part (the file name) is kept.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"():,\[\]]+/)+([^\s/'\"():,\[\]]+)")
 

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from hayhooks.errors import USER_ERRORS
 from hayhooks.pipelines.sse import SSEStream
 
 logger = logging.getLogger("hayhooks.run")
@@ -135,7 +136,7 @@ class PipelineStream(Response):
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             tail = framing.end()
-        except Exception as error:
+        except USER_ERRORS as error:
             logger.error("%s: the stream failed", self.label, exc_info=error)
             tail = framing.error(self.describe_error(error))
         finally:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hayhooks.errors import describe
+from hayhooks.errors import USER_ERRORS, describe
 from hayhooks.pipelines.models import (
     Upload,
     model_from_fields,
@@ -141,7 +141,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
         try:
             wrapper = wrapper_class()
             wrapper.setup()
-        except Exception as error:
+        except USER_ERRORS as error:
             raise PipelineLoadError(f"setup() of '{entry.name}' failed: {describe(error)}") from error
         try:
             bound = {role: getattr(wrapper, method) for role, method in methods.items() if method}
@@ -151,7 +151,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             uploads = uploads_of_callable(run) if run else ()
             result_type, result_description, streams = result_type_of_callable(run) if run else (None, None, False)
             description = docstring_parser.parse(inspect.getdoc(run) or "").short_description or "" if run else ""
-        except Exception as error:
+        except USER_ERRORS as error:
             raise PipelineLoadError(
                 f"PipelineWrapper of '{entry.name}' has an unusable method: {describe(error)}"
             ) from error
@@ -200,7 +200,7 @@ def _caller(method: Callable) -> Call:
             if on_the_loop:
                 return method(**arguments)
             return await run_in_threadpool(method, **arguments)
-        except Exception as error:
+        except USER_ERRORS as error:
             raise PipelineRunError(error) from error
 
     return call
@@ -235,7 +235,7 @@ def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, 
             module = importlib.import_module(f"{package}.pipeline_wrapper")
         except BaseException as error:
             _forget(_own_modules(package, folder, before))
-            if isinstance(error, Exception):
+            if isinstance(error, USER_ERRORS):
                 raise PipelineLoadError(f"Failed to import {WRAPPER_FILE} of '{name}': {describe(error)}") from error
             raise
         finally:
@@ -390,7 +390,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result:
     definition = parse_yaml_definition(name, source_code)
     try:
         pipeline = Pipeline.from_dict(definition.pipeline)
-    except Exception as error:
+    except USER_ERRORS as error:
         raise PipelineLoadError(f"Cannot build pipeline '{name}': {describe(error)}") from error
 
     def sockets(path: str, direction: str) -> dict[str, Any]:
@@ -429,7 +429,7 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result:
                 data.setdefault(component, {})[socket] = arguments[key]
         try:
             produced = pipeline.run(data=data, include_outputs_from=include)
-        except Exception as error:
+        except USER_ERRORS as error:
             raise PipelineRunError(error) from error
         if yaml_result == "raw":
             return produced

@@ -363,3 +363,42 @@ class PipelineWrapper(BasePipelineWrapper):
     def run_api(self, text: str) -> str:
         return text
 """
+
+# Pipeline code that raises what is not an Exception: each must be a failed load or run, in JSON.
+EXITS_IN_SETUP = """
+import sys
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        sys.exit(3)
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
+INTERRUPTS_ON_IMPORT = """
+raise KeyboardInterrupt
+"""
+
+RAISES_BASE_EXCEPTIONS = """
+import sys
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, kind: str) -> str:
+        if kind == "exit":
+            sys.exit(4)
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        if kind == "generator":
+            raise GeneratorExit
+        return kind
+"""

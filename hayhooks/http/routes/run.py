@@ -72,9 +72,11 @@ class RunOptions:
 
 def failure_detail(error: BaseException, *, show_tracebacks: bool) -> str:
     """What a client is told of an error the pipeline raised (a traceback only when asked for)."""
+    # The published form is the message alone; exit() and the like say what they are (str is "" or a code).
+    said = str(error) if isinstance(error, Exception) else f"{type(error).__name__}: {error}".rstrip(": ")
     if show_tracebacks:
-        return f"{PIPELINE_FAILED} {error}\n{''.join(traceback.format_exception(error))}"
-    return f"{PIPELINE_FAILED} {redact_paths(str(error))}"
+        return f"{PIPELINE_FAILED} {said}\n{''.join(traceback.format_exception(error))}"
+    return f"{PIPELINE_FAILED} {redact_paths(said)}"
 
 
 def envelope_model(loaded: LoadedPipeline) -> type[BaseModel]:
