@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from hayhooks.pipelines.bounded_yaml import load_bounded
 from hayhooks.pipelines.loader import PipelineLoadError, parse_yaml_definition
 from hayhooks.pipelines.names import WRAPPER_FILE, InvalidName, check_file_names, check_name
 from hayhooks.pipelines.reconciler import Reconciler
@@ -125,6 +126,6 @@ def _with_fields(source_code: str, fields: dict[str, object]) -> str:
     """Keep a deploy's description and MCP choice in the YAML itself, so every worker and restart sees them."""
     import yaml
 
-    document = yaml.safe_load(source_code)
+    document = load_bounded(source_code)  # parsed (and bounded) once already by parse_yaml_definition
     document.update({key: value for key, value in fields.items() if value is not None})
     return yaml.safe_dump(document, sort_keys=False)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hayhooks.errors import USER_ERRORS, describe
+from hayhooks.pipelines.bounded_yaml import YamlRefused, load_bounded
 from hayhooks.pipelines.models import (
     Upload,
     model_from_fields,
@@ -349,7 +350,9 @@ class YamlDefinition:
 def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
     """Parse and check a YAML definition's shape, without building the pipeline."""
     try:
-        document = yaml.safe_load(source_code)
+        document = load_bounded(source_code)
+    except YamlRefused as error:
+        raise PipelineLoadError(f"Refused YAML for '{name}': {error}") from None
     except yaml.YAMLError as error:
         raise PipelineLoadError(f"Invalid YAML for '{name}': {error}") from error
     if not isinstance(document, dict):

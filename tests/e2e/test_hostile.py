@@ -1,13 +1,16 @@
-"""Hostile pipeline code on gunicorn with 2 workers: what is not an ``Exception`` (``sys.exit``,
-``KeyboardInterrupt``, ``GeneratorExit``) is a failed deploy or run answered in JSON, and no worker ends."""
+"""Hostile pipelines on gunicorn with 2 workers: what is not an ``Exception`` (``sys.exit``,
+``KeyboardInterrupt``, ``GeneratorExit``) is a failed deploy or run answered in JSON, no worker ends,
+and a YAML alias bomb is refused at once, from the API and from the directory."""
 
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import pipelines as samples
-from tests.helpers.support import Server, start_gunicorn
+from tests.helpers.hostile_yaml import alias_bomb
+from tests.helpers.support import Server, start_gunicorn, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +56,23 @@ def test_a_run_that_raises_a_base_exception_answers_500_in_json_and_the_worker_l
         "result": "fine"
     }
     assert server.worker_pids() == workers
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_from_the_api_and_from_the_directory(server: Server):
+    started = time.perf_counter()
+    answer = httpx.post(f"{server.url}/deploy-yaml", json={"name": "bomb", "source_code": alias_bomb()}, timeout=30)
+    assert time.perf_counter() - started < 1
+    assert answer.status_code == 422 and "expands to more than" in answer.json()["detail"], answer.text
+    directory = Path(server.env["HAYHOOKS_PIPELINES_DIR"])
+    (directory / "dropped.yml").write_text(alias_bomb())
+
+    def refused_everywhere() -> bool:
+        cluster = httpx.get(f"{server.url}/status", timeout=5).json()["cluster"]["workers"]
+        return len(cluster) == 2 and all(w["pipelines"].get("dropped", {}).get("state") == "failed" for w in cluster)
+
+    wait_until(refused_everywhere, 10, message="the dropped bomb failed in every worker")
+    for _ in range(10):  # no core is held: every worker answers at once
+        started = time.perf_counter()
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert time.perf_counter() - started < 0.5
+    (directory / "dropped.yml").unlink()

@@ -7,6 +7,7 @@ a bounded number per operation.
 """
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hayhooks.http.app import create_app
 from hayhooks.http.routes.run import PIPELINE_FAILED
 from hayhooks.settings import Settings
 from tests.helpers import pipelines as samples
+from tests.helpers.hostile_yaml import HOSTILE_YAML
 from tests.helpers.support import REPO
 
 EXAMPLES = REPO / "examples" / "pipelines"
@@ -202,3 +204,13 @@ def test_deploys_of_generated_file_maps_never_answer_500(builtin_schema):
         )
 
     call()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_YAML))
+def test_hostile_yaml_deploys_are_refused_fast_and_write_nothing(make_client, pipelines_dir, case: str):
+    client = make_client()
+    started = time.perf_counter()
+    answer = client.post("/deploy-yaml", json={"name": "hostile", "source_code": HOSTILE_YAML[case]})
+    assert time.perf_counter() - started < 2, case
+    assert answer.status_code == 422, (case, answer.status_code, answer.text[:300])
+    assert not list(pipelines_dir.iterdir()), case
