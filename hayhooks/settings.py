@@ -138,6 +138,16 @@ class Settings(BaseSettings):
     deploy_api: bool = Field(
         True, description="Serve the runtime deploy/undeploy API; false: pipelines come only from the directory."
     )
+    deploy_max_files: int = Field(1000, ge=1, description="Most files one `/deploy_files` may carry (422 above).")
+    deploy_max_path_depth: int = Field(
+        16, ge=1, description="Deepest file path (folders + file) of a `/deploy_files` deploy (422 above)."
+    )
+    deploy_max_file_bytes: int = Field(
+        5 * 1024 * 1024, ge=1, description="Largest single file of a `/deploy_files` deploy (413 above)."
+    )
+    deploy_max_total_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest total of the files of a `/deploy_files` deploy (413 above)."
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest JSON (non-upload) request body accepted (413 above)."
     )

@@ -16,7 +16,7 @@ from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.files import FileStore, configure_file_store, files_dir
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
-from hayhooks.pipelines.deployer import Deployer
+from hayhooks.pipelines.deployer import Deployer, DeployLimits
 from hayhooks.pipelines.loader import load_entry
 from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
@@ -42,7 +42,13 @@ class Worker:
             load_threads=settings.load_threads,
             load=functools.partial(load_entry, yaml_result=settings.yaml_result),
         )
-        self.deployer = Deployer(self.source, self.reconciler)
+        limits = DeployLimits(
+            files=settings.deploy_max_files,
+            path_depth=settings.deploy_max_path_depth,
+            file_bytes=settings.deploy_max_file_bytes,
+            total_bytes=settings.deploy_max_total_bytes,
+        )
+        self.deployer = Deployer(self.source, self.reconciler, limits)
         self.board = WorkerBoard(runtime_dir(settings), port=settings.port)
         self.files = FileStore(files_dir(settings))
         self.metrics_store = MetricsStore(metrics_dir(settings))

@@ -8,6 +8,7 @@ view's job.
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -18,7 +19,17 @@ from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.source import Entry, EntryKind, PipelineExists, PipelineSource, hash_entry
 
 T = TypeVar("T")
-Rejection = Literal["invalid", "conflict", "missing"]
+Rejection = Literal["invalid", "conflict", "missing", "too_large"]
+
+
+@dataclass(frozen=True)
+class DeployLimits:
+    """How big a files deploy may be (the HAYHOOKS_DEPLOY_MAX_* settings)."""
+
+    files: int = 1000
+    path_depth: int = 16
+    file_bytes: int = 5 * 1024 * 1024
+    total_bytes: int = 10 * 1024 * 1024
 
 
 class DeployRejected(Exception):
@@ -32,9 +43,10 @@ class DeployRejected(Exception):
 class Deployer:
     """Publishes and removes pipelines for the deploy API."""
 
-    def __init__(self, source: PipelineSource, reconciler: Reconciler) -> None:
+    def __init__(self, source: PipelineSource, reconciler: Reconciler, limits: DeployLimits | None = None) -> None:
         self.source = source
         self.reconciler = reconciler
+        self.limits = limits or DeployLimits()
 
     async def deploy_files(self, name: str, files: dict[str, str], *, overwrite: bool) -> str:
         """Publish a wrapper folder; return its revision."""
@@ -42,6 +54,7 @@ class Deployer:
         await self._refuse_existing(name, overwrite)
         if WRAPPER_FILE not in files:
             raise DeployRejected("invalid", f"Missing required file: {WRAPPER_FILE}")
+        _refuse_oversized(files, self.limits)
         _refuse_invalid(check_file_names, files)
         staged = await asyncio.to_thread(self.source.stage_files, name, _encoded(files))
         return await self._validate_and_publish(name, staged, "files", overwrite)
@@ -120,6 +133,33 @@ def _encoded(files: dict[str, str]) -> dict[str, str | bytes]:
         except UnicodeEncodeError as error:
             raise DeployRejected("invalid", f"File {file_name!r} is not valid UTF-8 text: {error.reason}") from error
     return encoded
+
+
+def _refuse_oversized(files: dict[str, str], limits: DeployLimits) -> None:
+    """Count, depth and sizes of a files deploy within ``limits``, checked before anything is written."""
+    if len(files) > limits.files:
+        raise DeployRejected("invalid", f"{len(files)} files; at most {limits.files} (HAYHOOKS_DEPLOY_MAX_FILES)")
+    total = 0
+    for file_name, content in files.items():
+        depth = file_name.count("/") + 1
+        if depth > limits.path_depth:
+            raise DeployRejected(
+                "invalid",
+                f"File {file_name[:100]!r} is {depth} levels deep; at most {limits.path_depth} "
+                "(HAYHOOKS_DEPLOY_MAX_PATH_DEPTH)",
+            )
+        size = len(content.encode("utf-8", "surrogatepass"))
+        if size > limits.file_bytes:
+            raise DeployRejected(
+                "too_large",
+                f"File {file_name[:100]!r} has {size} bytes; at most {limits.file_bytes} "
+                "(HAYHOOKS_DEPLOY_MAX_FILE_BYTES)",
+            )
+        total += size
+    if total > limits.total_bytes:
+        raise DeployRejected(
+            "too_large", f"The files have {total} bytes; at most {limits.total_bytes} (HAYHOOKS_DEPLOY_MAX_TOTAL_BYTES)"
+        )
 
 
 def _with_fields(source_code: str, fields: dict[str, object]) -> str:

@@ -12,12 +12,22 @@ from tests.helpers import pipelines as samples
 from tests.helpers.hostile_yaml import alias_bomb
 from tests.helpers.support import Server, start_gunicorn, wait_until
 
+FILE_LIMIT = 512 * 1024
+TOTAL_LIMIT = 1024 * 1024
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("hostile")
     samples.write_wrapper(folder / "pipelines", "base_exceptions", samples.RAISES_BASE_EXCEPTIONS)
-    started = start_gunicorn(folder / "pipelines", folder, 2, HAYHOOKS_RUNTIME_DIR=str(folder / "runtime"))
+    started = start_gunicorn(
+        folder / "pipelines",
+        folder,
+        2,
+        HAYHOOKS_RUNTIME_DIR=str(folder / "runtime"),
+        HAYHOOKS_DEPLOY_MAX_FILE_BYTES=str(FILE_LIMIT),
+        HAYHOOKS_DEPLOY_MAX_TOTAL_BYTES=str(TOTAL_LIMIT),
+    )
     try:
         yield started.wait_ready()
     finally:
@@ -76,3 +86,22 @@ def test_a_yaml_alias_bomb_is_refused_at_once_from_the_api_and_from_the_director
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
         assert time.perf_counter() - started < 0.5
     (directory / "dropped.yml").unlink()
+
+
+WRAPPER = samples.wrapper_files(samples.RAISES_BASE_EXCEPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "limit"),
+    [
+        ({**WRAPPER, **{f"data/{n}.txt": "x" for n in range(20_000)}}, 422, "HAYHOOKS_DEPLOY_MAX_FILES"),
+        ({**WRAPPER, "/".join(["d"] * 300) + "/f.txt": "x"}, 422, "HAYHOOKS_DEPLOY_MAX_PATH_DEPTH"),
+        ({**WRAPPER, "big.txt": "x" * (FILE_LIMIT + 1)}, 413, "HAYHOOKS_DEPLOY_MAX_FILE_BYTES"),
+        ({**WRAPPER, **{f"{n}.txt": "x" * (FILE_LIMIT - 1) for n in range(3)}}, 413, "HAYHOOKS_DEPLOY_MAX_TOTAL_BYTES"),
+    ],
+    ids=["20000 files", "300 levels deep", "one file too big", "too much in all"],
+)
+def test_deploy_payloads_over_a_limit_are_refused_naming_it(server: Server, files: dict, status: int, limit: str):
+    answer = httpx.post(f"{server.url}/deploy_files", json={"name": "payload", "files": files}, timeout=60)
+    assert answer.status_code == status and limit in answer.json()["detail"], answer.text[:300]
+    assert not (Path(server.env["HAYHOOKS_PIPELINES_DIR"]) / "payload").exists()

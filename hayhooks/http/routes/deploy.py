@@ -74,9 +74,10 @@ class UndeployResponse(ConvergenceFields):
 
 _ERRORS = {
     409: {"description": "A pipeline of that name exists and overwrite is false"},
+    413: {"description": "A file or the files together are larger than HAYHOOKS_DEPLOY_MAX_*_BYTES"},
     422: {"description": "Invalid name, files or YAML, or the pipeline failed to load"},
 }
-_STATUS_OF = {"invalid": 422, "conflict": 409, "missing": 404}
+_STATUS_OF = {"invalid": 422, "conflict": 409, "missing": 404, "too_large": 413}
 
 
 def router(deployer: Deployer, cluster: ClusterView, metrics: ServerMetrics, *, guard: Guard | None) -> APIRouter:
