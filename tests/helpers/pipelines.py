@@ -402,3 +402,27 @@ class PipelineWrapper(BasePipelineWrapper):
             raise GeneratorExit
         return kind
 """
+
+# A revision that holds 1 MB at module level and a marker a test can hold weakly: once replaced or
+# removed, nothing of hayhooks may keep it alive.
+LEAKY = '''
+from hayhooks import BasePipelineWrapper
+
+
+class Marker:
+    pass
+
+
+MARKER = Marker()
+BLOB = bytes(1_000_000)
+VERSION = {version!r}
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, text: str) -> str:
+        """Echo the text and the version."""
+        return f"{{text}} {{VERSION}}"
+'''

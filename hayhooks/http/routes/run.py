@@ -244,8 +244,11 @@ class PipelineRoutes(BaseRoute):
                 table[path] = _Served(
                     loaded.revision, run_route(loaded, self.options), self.metrics.for_pipeline(name), uploads
                 )
-        changed = table.keys() != self._table.keys() or any(table[p] is not self._table[p] for p in table)
+        replaced = any(table.get(path) is not served for path, served in self._table.items())
+        changed = replaced or table.keys() != self._table.keys()
         self._table = table
+        if replaced:
+            release_endpoint_caches()
         return changed
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -287,6 +290,19 @@ class PipelineRoutes(BaseRoute):
 
 
 _SERVED_KEY = "hayhooks.served"
+_FASTAPI_CALLABLE_CACHES = ("_is_gen_callable_cached", "_is_async_gen_callable_cached", "_is_coroutine_callable_cached")
+
+
+def release_endpoint_caches() -> None:
+    """Let replaced revisions go: FastAPI remembers the last 4096 endpoint functions it classified
+    (``fastapi.dependencies.models``), and an endpoint of ours holds its revision, its wrapper and
+    the wrapper's module. Cleared whenever a revision leaves the table; they refill in one call."""
+    from fastapi.dependencies import models
+
+    for name in _FASTAPI_CALLABLE_CACHES:
+        cache_clear = getattr(getattr(models, name, None), "cache_clear", None)
+        if cache_clear is not None:
+            cache_clear()
 
 
 def install(app: FastAPI, registry: ServingTable, metrics: ServerMetrics, options: RunOptions) -> PipelineRoutes:
