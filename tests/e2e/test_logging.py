@@ -105,7 +105,9 @@ def test_hayhooks_run_writes_json_and_one_access_line_per_request(pipelines_dir:
     try:
         server.wait_ready()
         httpx.post(f"{server.url}/greet/run", json={"name": "Ada"}, headers={"X-Request-ID": "solo"})
-        entries = entries_once(server, lambda entry: entry["logger"] == "hayhooks.access")
+        entries = entries_once(
+            server, lambda entry: entry["logger"] == "hayhooks.access" and "/greet/run" in entry["message"]
+        )
     finally:
         server.stop()
     assert any(entry["message"] == "Application startup complete." for entry in entries)
@@ -123,7 +125,9 @@ def test_plain_uvicorn_gets_the_same_format_from_create_app(pipelines_dir: Path,
     try:
         server.wait_ready()
         httpx.post(f"{server.url}/greet/run", json={"name": "Ada"}, headers={"X-Request-ID": "plain"})
-        entries = entries_once(server, lambda entry: entry["logger"] == "hayhooks.access")
+        entries = entries_once(
+            server, lambda entry: entry["logger"] == "hayhooks.access" and "/greet/run" in entry["message"]
+        )
     finally:
         server.stop()
     assert any(entry["message"] == "Application startup complete." for entry in entries)
