@@ -225,7 +225,7 @@ class McpService:
             return "timeout", f"'{name}' did not finish within {timeout:g}s (HAYHOOKS_RUN_TIMEOUT)"
         finally:
             slots.running -= 1
-        return ("ok", result) if isinstance(result, str) else result
+        return result
 
     # --- core tools ---
 
@@ -427,18 +427,18 @@ def _is_tool(loaded: LoadedPipeline) -> bool:
     return loaded.request_model is not None and loaded.run is not None and not loaded.skip_mcp
 
 
-async def _result_text(loaded: LoadedPipeline, running: Any) -> str | tuple[str, str]:
-    """What a run gives an agent: text as is, a stream joined, anything else as JSON."""
+async def _result_text(loaded: LoadedPipeline, running: Any) -> tuple[str, str]:
+    """The outcome and text a run gives an agent: text as is, a stream joined, anything else as JSON."""
     result = await running
     if is_stream(result):
-        return await join_text(result)
+        return "ok", await join_text(result)
     if isinstance(result, Response):
         if result.media_type and result.media_type.startswith(("text/", "application/json")) and result.body:
-            return bytes(result.body).decode("utf-8", "replace")
-        return ("error", f"'{loaded.name}' answers with a file ({result.media_type}), which an MCP tool cannot carry")
+            return "ok", bytes(result.body).decode("utf-8", "replace")
+        return "error", f"'{loaded.name}' answers with a file ({result.media_type}), which an MCP tool cannot carry"
     if isinstance(result, str):
-        return result
-    return json.dumps(jsonable_encoder(result))
+        return "ok", result
+    return "ok", json.dumps(jsonable_encoder(result))
 
 
 async def _send_quietly(stream: Any, message: SessionMessage) -> None:
