@@ -17,5 +17,6 @@ def redact_paths(message: str) -> str:
 
 
 def describe(error: BaseException) -> str:
-    """``Type: message`` of an exception, paths redacted."""
-    return redact_paths(f"{type(error).__name__}: {error}")
+    """``Type: message`` of an exception (``Type`` alone when it has no message), paths redacted."""
+    message = str(error)
+    return redact_paths(f"{type(error).__name__}: {message}" if message else type(error).__name__)

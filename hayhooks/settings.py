@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     deploy_max_total_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Largest total of the files of a `/deploy_files` deploy (413 above)."
     )
+    deploy_check_memory_mb: int = Field(
+        4096,
+        ge=0,
+        description="Memory (MiB) a runtime deploy's trial load may allocate in its disposable child process before "
+        "the deploy fails with 422; 0: no limit. The trial's time limit is HAYHOOKS_LOAD_TIMEOUT.",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest JSON (non-upload) request body accepted (413 above)."
     )

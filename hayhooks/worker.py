@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hayhooks.cluster.board import WorkerBoard
+from hayhooks.cluster.checker import LoadChecker
 from hayhooks.cluster.files import FileStore, configure_file_store, files_dir
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
@@ -48,7 +49,13 @@ class Worker:
             file_bytes=settings.deploy_max_file_bytes,
             total_bytes=settings.deploy_max_total_bytes,
         )
-        self.deployer = Deployer(self.source, self.reconciler, limits)
+        self.checker = LoadChecker(
+            runtime_dir(settings),
+            timeout=settings.load_timeout,
+            memory_mb=settings.deploy_check_memory_mb,
+            yaml_result=settings.yaml_result,
+        )
+        self.deployer = Deployer(self.source, self.reconciler, self.checker.check, limits)
         self.board = WorkerBoard(runtime_dir(settings), port=settings.port)
         self.files = FileStore(files_dir(settings))
         self.metrics_store = MetricsStore(metrics_dir(settings))
@@ -89,6 +96,8 @@ class Worker:
         await self.reconciler.reconcile()
         self._publish()
         self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="hayhooks-reconcile"))
+        if settings.deploy_api:  # the server's deploy checker listens before the first deploy arrives
+            self._tasks.append(asyncio.create_task(self.checker.warm_up(), name="hayhooks-checker"))
         if settings.watch and settings.rescan_interval > 0:
             rescans = rescan_periodically(self.reconciler.request, settings.rescan_interval)
             self._tasks.append(asyncio.create_task(rescans, name="hayhooks-rescan"))

@@ -247,11 +247,12 @@ class ServerProcess:
             )
 
     def worker_pids(self) -> list[int]:
-        """The processes that serve: the leader's children (not multiprocessing's resource tracker),
-        or the leader itself when it has none and serves alone."""
+        """The processes that serve: the leader's children (not multiprocessing's resource tracker nor
+        the deploy checker), or the leader itself when it has none and serves alone."""
         if self.process is None:
             return []
-        workers = [pid for pid in children(self.pid) if "resource_tracker" not in cmdline(pid)]
+        helpers = ("resource_tracker", "hayhooks.cluster.checker")
+        workers = [pid for pid in children(self.pid) if not any(name in cmdline(pid) for name in helpers)]
         return workers or [self.pid]
 
     def tree(self) -> list[int]:

@@ -12,15 +12,15 @@ Frames are a 4-byte big-endian length and that many bytes: a JSON head, then the
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hayhooks.cluster.runtime import connect_local, local_address
 
 logger = logging.getLogger("hayhooks.relay")
 
@@ -43,8 +43,7 @@ Deliver = Callable[[Relayed], Awaitable[Relayed]]  # answers a relayed request i
 
 def relay_address(runtime_dir: Path, pid: int) -> str:
     """The abstract socket name of worker ``pid`` of the server whose runtime folder is ``runtime_dir``."""
-    server = hashlib.sha256(str(runtime_dir.absolute()).encode()).hexdigest()[:16]
-    return f"\0hayhooks-relay-{server}-{pid}"
+    return local_address(runtime_dir, f"relay-{pid}")
 
 
 class Relay:
@@ -91,7 +90,9 @@ class Relay:
 
     async def _ask_one(self, pid: int, request: Relayed) -> Relayed | None:
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=_connected(relay_address(self.runtime_dir, pid)))
+            reader, writer = await asyncio.open_unix_connection(
+                sock=connect_local(relay_address(self.runtime_dir, pid), _CONNECT_SECONDS)
+            )
         except OSError:
             return None  # a worker that is gone or has no relay (it is starting or stopping)
         try:
@@ -113,20 +114,6 @@ class Relay:
             logger.exception("BUG in hayhooks answering a relayed request")
         finally:
             writer.close()
-
-
-def _connected(address: str) -> socket.socket:
-    """A socket connected to ``address``: connected here, not by the event loop, because uvloop
-    refuses abstract addresses on connect (EINVAL). A local connect is immediate or refused."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(_CONNECT_SECONDS)
-        sock.connect(address)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 async def _write(writer: asyncio.StreamWriter, message: Relayed) -> None:

@@ -1,6 +1,9 @@
-"""The runtime folder: where the workers of one server meet (the worker board, the metrics files)."""
+"""The runtime folder: where the workers of one server meet (the worker board, the metrics files,
+the local sockets named after it)."""
 
+import hashlib
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -30,3 +33,24 @@ def claim_runtime_dir(settings: Settings) -> tuple[Settings, Path | None]:
     # Workers read their settings from the environment when they start: they inherit the folder.
     os.environ[RUNTIME_DIR_ENV] = str(made)
     return settings.model_copy(update={"runtime_dir": made}), made
+
+
+def local_address(runtime_dir: Path, role: str) -> str:
+    """A Unix socket name in Linux's abstract namespace for ``role`` of the server of ``runtime_dir``:
+    no path length limit, nothing to clean up, gone with the process that listens."""
+    server = hashlib.sha256(str(runtime_dir.absolute()).encode()).hexdigest()[:16]
+    return f"\0hayhooks-{role}-{server}"
+
+
+def connect_local(address: str, timeout: float) -> socket.socket:
+    """A non-blocking socket connected to ``address``: connected here, not by the event loop, because
+    uvloop refuses abstract addresses on connect (EINVAL). A local connect is immediate or refused."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,4 +1,4 @@
-"""Runtime deploys: check once, validate by loading, then publish into the directory.
+"""Runtime deploys: check once, try the load in a disposable process, then publish into the directory.
 
 Nothing here touches another worker: once the directory changed, every worker (this one included)
 follows it through its reconciler. This worker settles the deployed entry before answering, so the
@@ -7,7 +7,7 @@ view's job.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -19,6 +19,8 @@ from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.source import Entry, EntryKind, PipelineExists, PipelineSource, hash_entry
 
 T = TypeVar("T")
+# Loads an entry somewhere it cannot hurt this worker; raises PipelineLoadError saying why it failed.
+TrialLoad = Callable[[Entry], Awaitable[None]]
 Rejection = Literal["invalid", "conflict", "missing", "too_large"]
 
 
@@ -43,9 +45,12 @@ class DeployRejected(Exception):
 class Deployer:
     """Publishes and removes pipelines for the deploy API."""
 
-    def __init__(self, source: PipelineSource, reconciler: Reconciler, limits: DeployLimits | None = None) -> None:
+    def __init__(
+        self, source: PipelineSource, reconciler: Reconciler, trial_load: TrialLoad, limits: DeployLimits | None = None
+    ) -> None:
         self.source = source
         self.reconciler = reconciler
+        self.trial_load = trial_load
         self.limits = limits or DeployLimits()
 
     async def deploy_files(self, name: str, files: dict[str, str], *, overwrite: bool) -> str:
@@ -90,10 +95,9 @@ class Deployer:
         try:
             revision = await asyncio.to_thread(hash_entry, staged, kind)
             try:
-                loaded = await self.reconciler.load(Entry(name=name, kind=kind, path=staged, revision=revision))
+                await self.trial_load(Entry(name=name, kind=kind, path=staged, revision=revision))
             except PipelineLoadError as error:
                 raise DeployRejected("invalid", str(error)) from error
-            loaded.unload()  # the published copy is loaded again from its final path by the reconciler
             await asyncio.to_thread(self._publish_locked, name, staged, overwrite)
         except BaseException:
             await asyncio.to_thread(self.source.discard, staged)

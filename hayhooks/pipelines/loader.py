@@ -106,13 +106,14 @@ def load_entry(entry: Entry, *, yaml_result: YamlResult = "raw") -> LoadedPipeli
     (``raw``, as the published Hayhooks) or only the values its ``outputs`` name.
     """
     started = time.perf_counter()
-    _import_haystack_core()
+    import_haystack_core()
     loaded = load_wrapper(entry) if entry.kind == "files" else load_yaml(entry, yaml_result)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 
-def _import_haystack_core() -> None:
+def import_haystack_core() -> None:
+    """Import Haystack's core packages once, before any pipeline code (and before a checker forks)."""
     with _haystack_lock:  # held for the first import only; later loads pass straight through
         for module in _HAYSTACK_CORE:
             importlib.import_module(module)

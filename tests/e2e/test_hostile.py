@@ -1,6 +1,7 @@
-"""Hostile pipelines on gunicorn with 2 workers: what is not an ``Exception`` (``sys.exit``,
-``KeyboardInterrupt``, ``GeneratorExit``) is a failed deploy or run answered in JSON, no worker ends,
-and a YAML alias bomb is refused at once, from the API and from the directory."""
+"""Hostile pipelines on gunicorn with 2 workers: a deploy that exits, crashes, hangs or blows its memory
+fails in its disposable check process with a 422 naming what happened; what is not an ``Exception``
+(``sys.exit``, ``KeyboardInterrupt``, ``GeneratorExit``) is a failed deploy or run answered in JSON; no
+worker ends; and a YAML alias bomb is refused at once, from the API and from the directory."""
 
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.helpers.support import Server, start_gunicorn, wait_until
 
 FILE_LIMIT = 512 * 1024
 TOTAL_LIMIT = 1024 * 1024
+LOAD_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         HAYHOOKS_RUNTIME_DIR=str(folder / "runtime"),
         HAYHOOKS_DEPLOY_MAX_FILE_BYTES=str(FILE_LIMIT),
         HAYHOOKS_DEPLOY_MAX_TOTAL_BYTES=str(TOTAL_LIMIT),
+        HAYHOOKS_DEPLOY_CHECK_MEMORY_MB="512",
+        HAYHOOKS_LOAD_TIMEOUT=str(LOAD_TIMEOUT),
     )
     try:
         yield started.wait_ready()
@@ -39,16 +43,27 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     [
         (samples.EXITS_IN_SETUP, "setup() of 'hostile' failed: SystemExit: 3"),
         (samples.INTERRUPTS_ON_IMPORT, "Failed to import pipeline_wrapper.py of 'hostile': KeyboardInterrupt"),
+        (samples.EXITS_ON_IMPORT, "Loading 'hostile' ended its process (exit code 1) during import or setup()"),
+        (samples.CRASHES_IN_SETUP, "Loading 'hostile' ended its process (killed by SIGSEGV)"),
+        (samples.HOGS_MEMORY, "MemoryError (the deploy check allows 512 MiB: HAYHOOKS_DEPLOY_CHECK_MEMORY_MB)"),
+        (samples.SETUP_HANGS, f"Loading 'hostile' took longer than {LOAD_TIMEOUT}s (HAYHOOKS_LOAD_TIMEOUT)"),
     ],
+    ids=["sys.exit in setup", "KeyboardInterrupt at import", "os._exit at import", "segfault", "64 GiB", "hangs"],
 )
-def test_a_deploy_that_exits_or_interrupts_answers_422_and_writes_nothing(server: Server, code: str, message: str):
+def test_a_hostile_deploy_answers_422_naming_what_happened_writes_nothing_and_every_worker_lives(
+    server: Server, code: str, message: str
+):
     workers = server.worker_pids()
-    answer = httpx.post(
-        f"{server.url}/deploy_files", json={"name": "hostile", "files": samples.wrapper_files(code)}, timeout=60
-    )
-    assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
+    for _ in range(2):  # over fresh connections: most likely through both workers
+        answer = httpx.post(
+            f"{server.url}/deploy_files", json={"name": "hostile", "files": samples.wrapper_files(code)}, timeout=60
+        )
+        assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
     assert not (Path(server.env["HAYHOOKS_PIPELINES_DIR"]) / "hostile").exists()
     assert server.worker_pids() == workers
+    good = {"name": "after", "files": samples.wrapper_files(samples.GREET), "overwrite": True, "wait": True}
+    answer = httpx.post(f"{server.url}/deploy_files", json=good, timeout=30)
+    assert answer.status_code == 200 and answer.json()["converged"], answer.text
 
 
 @pytest.mark.parametrize(

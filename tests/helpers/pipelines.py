@@ -403,6 +403,53 @@ class PipelineWrapper(BasePipelineWrapper):
         return kind
 """
 
+# Pipeline code that would take its process down: a runtime deploy tries it in a disposable child.
+EXITS_ON_IMPORT = """
+import os
+
+os._exit(1)
+"""
+
+CRASHES_IN_SETUP = """
+import ctypes
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
+HOGS_MEMORY = """
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.weights = bytearray(64 * 1024**3)
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
+PRINTS_ON_IMPORT = """
+print('{"id": 1, "error": "not from the checker"}', flush=True)
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
 # A revision that holds 1 MB at module level and a marker a test can hold weakly: once replaced or
 # removed, nothing of hayhooks may keep it alive.
 LEAKY = '''

@@ -24,7 +24,13 @@ from tests.unit.core.conftest import private_modules
 
 
 def deployer_for(source) -> Deployer:
-    return Deployer(source, Reconciler(source, PipelineRegistry(), load_timeout=10, load_threads=2))
+    """A deployer whose trial load runs in this process: the disposable child is tests/unit/core/test_checker.py's."""
+    reconciler = Reconciler(source, PipelineRegistry(), load_timeout=10, load_threads=2)
+
+    async def trial_load(entry) -> None:
+        (await reconciler.load(entry)).unload()
+
+    return Deployer(source, reconciler, trial_load)
 
 
 def directory(root) -> list[str]:
