@@ -7,7 +7,9 @@ gets narrow views of it: the serving table, readiness, the cluster view, the dep
 
 import asyncio
 import functools
+import logging
 import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +28,10 @@ from hayhooks.pipelines.streaming import configure_streaming
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
 from hayhooks.settings import Settings
 
+logger = logging.getLogger("hayhooks.worker")
+
+_ABANDONED_LOOK_SECONDS = 1.0
+
 
 class Worker:
     """What one worker process runs on, from the settings it was started with."""
@@ -42,6 +48,7 @@ class Worker:
             load_timeout=settings.load_timeout,
             load_threads=settings.load_threads,
             load=functools.partial(load_entry, yaml_result=settings.yaml_result),
+            known_stuck=lambda entry: self.board.stuck(entry.name, entry.revision),
         )
         limits = DeployLimits(
             files=settings.deploy_max_files,
@@ -66,11 +73,21 @@ class Worker:
         self._watcher: DirectoryWatcher | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
+        # Whether something replaces this process when it exits (gunicorn's master: its config sets it);
+        # only then may a worker with a stuck load retire, instead of taking the whole server down.
+        self.replaceable = False
+        self.retiring = False
+        self._abandoned: list[dict] = []
 
     @property
     def ready(self) -> bool:
-        """Every entry of the directory was attempted once (served or failed)."""
-        return self.reconciler.ready
+        """Every entry of the directory was attempted once (served or failed), and not retiring."""
+        return self.reconciler.ready and not self.retiring
+
+    @property
+    def readiness(self) -> str:
+        """``loading``, ``ready`` or ``retiring``: what ``/ready`` tells a load balancer."""
+        return "retiring" if self.retiring else "ready" if self.reconciler.ready else "loading"
 
     async def start(self) -> None:
         """Load the directory, then follow it: called by the lifespan, in the worker process."""
@@ -96,6 +113,7 @@ class Worker:
         await self.reconciler.reconcile()
         self._publish()
         self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="hayhooks-reconcile"))
+        self._tasks.append(asyncio.create_task(self._watch_abandoned_loads(), name="hayhooks-abandoned"))
         if settings.deploy_api:  # the server's deploy checker listens before the first deploy arrives
             self._tasks.append(asyncio.create_task(self.checker.warm_up(), name="hayhooks-checker"))
         if settings.watch and settings.rescan_interval > 0:
@@ -119,7 +137,46 @@ class Worker:
         served = {
             status.name: {"revision": status.revision, "state": status.state} for status in self.registry.statuses()
         }
-        self._board_writer.submit(self.board.publish, served, ready=self.ready)
+        self._board_writer.submit(
+            self.board.publish, served, ready=self.ready, abandoned_loads=self._abandoned, retiring=self.retiring
+        )
+
+    async def _watch_abandoned_loads(self) -> None:
+        """Report loads that could not be stopped; retire once one of them burns a core."""
+        while True:
+            await asyncio.sleep(_ABANDONED_LOOK_SECONDS)
+            loads = self.reconciler.abandoned.look()
+            abandoned = [load.as_dict() for load in loads]
+            if abandoned != self._abandoned:
+                self._abandoned = abandoned
+                self.metrics.abandoned_loads.set(len(loads))
+                self._publish()
+            burning = next((load for load in loads if load.burning), None)
+            if burning is not None and not self.retiring:
+                await self._retire(burning.name, burning.revision)
+
+    async def _retire(self, name: str, revision: str) -> None:
+        """Stop taking requests and exit once those in flight end, so the master starts a fresh worker;
+        the revision that got stuck is marked, so that neither it nor its siblings load it again."""
+        await asyncio.to_thread(self.board.mark_stuck, name, revision)
+        self.metrics.retirements.inc()
+        if not self.replaceable:
+            logger.error(
+                "pipeline %s: a load of revision %s burns a core and cannot be stopped; restart this server "
+                "(it runs without a supervisor that would replace this worker)",
+                name,
+                revision,
+            )
+            return
+        self.retiring = True
+        self._publish()
+        logger.error(
+            "pipeline %s: a load of revision %s burns a core and cannot be stopped; this worker retires "
+            "once its requests end, and its master starts a fresh one",
+            name,
+            revision,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown: stop accepting, finish, exit
 
 
 def _extend_python_path(paths: str) -> None:

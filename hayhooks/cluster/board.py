@@ -6,10 +6,12 @@ A file whose process is gone is ignored and swept.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -46,10 +48,20 @@ class WorkerBoard:
     def identity(self) -> dict:
         return {"pid": self.pid, "host": socket.gethostname(), "port": self.port}
 
-    def publish(self, pipelines: dict[str, dict], *, ready: bool) -> None:
-        """Write what this worker serves: ``{name: {"revision": ..., "state": ...}}``."""
+    def publish(
+        self, pipelines: dict[str, dict], *, ready: bool, abandoned_loads: Sequence[dict] = (), retiring: bool = False
+    ) -> None:
+        """Write what this worker serves: ``{name: {"revision": ..., "state": ...}}``, and its loads
+        that overran the timeout and could not be stopped."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {**self.identity, "ready": ready, "updated_at": time.time(), "pipelines": pipelines}
+        record = {
+            **self.identity,
+            "ready": ready,
+            "retiring": retiring,
+            "updated_at": time.time(),
+            "pipelines": pipelines,
+            "abandoned_loads": list(abandoned_loads),
+        }
         temporary = self.folder / f".{self.pid}.json.tmp"
         temporary.write_text(json.dumps(record))
         os.replace(temporary, self.folder / f"{self.pid}.json")
@@ -60,6 +72,35 @@ class WorkerBoard:
     def forget(self, pid: int) -> None:
         """Remove a worker's entry, e.g. the master's as soon as it reaps a dead worker."""
         (self.folder / f"{pid}.json").unlink(missing_ok=True)
+
+    def mark_stuck(self, name: str, revision: str) -> None:
+        """Remember that a load of ``revision`` burned a core and could not be stopped: the workers that
+        replace this one must not load it again."""
+        folder = self.runtime_dir / "stuck"
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"pipeline": name, "revision": revision, "pid": self.pid, "since": time.time()}
+        temporary = folder / f".{name}@{revision}.{self.pid}.tmp"
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, folder / f"{name}@{revision}.json")
+
+    def stuck(self, name: str, revision: str) -> str | None:
+        """Why ``revision`` of ``name`` is not to be loaded, if a worker got stuck loading it."""
+        try:
+            record = json.loads((self.runtime_dir / "stuck" / f"{name}@{revision}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return (
+            f"A load of revision {revision} never ended and burned a core in worker {record['pid']}, which "
+            "retired; not loaded again until the files change"
+        )
+
+    def stuck_loads(self) -> list[dict]:
+        """Every revision some worker got stuck loading."""
+        records = []
+        for path in sorted((self.runtime_dir / "stuck").glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                records.append(json.loads(path.read_text()))
+        return records
 
     def workers(self) -> list[dict]:
         """Every live worker's record, this one included; files of dead workers are removed."""
@@ -91,6 +132,7 @@ class WorkerBoard:
             "disagree": disagree,
             "starting": not_ready,
             "workers": workers,
+            "stuck_loads": self.stuck_loads(),
         }
 
     async def wait_for(self, name: str, revision: str | None, timeout: float) -> tuple[list[int], list[int]]:

@@ -148,6 +148,17 @@ class ServerMetrics:
             registry=None,
         )
         self.workers = Gauge("hayhooks_workers", "Live worker processes.", multiprocess_mode="livesum", registry=None)
+        self.abandoned_loads = Gauge(
+            "hayhooks_abandoned_loads",
+            "Loads that overran HAYHOOKS_LOAD_TIMEOUT and could not be stopped, still running in live workers.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.retirements = Counter(
+            "hayhooks_worker_retirements_total",
+            "Workers that retired because a load they could not stop burned a core.",
+            registry=None,
+        )
         self.tool_calls = Counter(
             "hayhooks_mcp_tool_calls_total",
             "MCP tool calls, by tool and outcome (ok, error, invalid, busy, timeout, refused).",

@@ -1,28 +1,29 @@
 """Make a worker's registry match the pipelines directory: load new and changed entries, drop removed ones.
 
 Every load runs in a thread of its own, off the event loop and off the request threadpool, bounded
-by a timeout. A revision is swapped in only once it loaded; a failed load leaves the last good one
-serving. Full passes never overlap and each starts from a fresh scan; each name is settled by one
-pass at a time, so a deploy that settles its own entry waits for no other entry's load.
+by a timeout: a load that overruns it is stopped, or, when it cannot be, kept in :attr:`abandoned`
+for the worker to report (and to retire over, if it burns a core). A revision is swapped in only
+once it loaded; a failed load leaves the last good one serving. Full passes never overlap and each
+starts from a fresh scan; each name is settled by one pass at a time, so a deploy that settles its
+own entry waits for no other entry's load.
 """
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from hayhooks.errors import describe
+from hayhooks.pipelines import load_threads
+from hayhooks.pipelines.load_threads import AbandonedLoads
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import Entry, PipelineSource
 
 logger = logging.getLogger("hayhooks.reload")
 
-T = TypeVar("T")
 _ABSENCE_CONFIRM_SECONDS = 0.05
 
 
@@ -41,10 +42,13 @@ class Reconciler:
         load_timeout: float,
         load_threads: int,
         load: Callable[[Entry], LoadedPipeline] = load_entry,
+        known_stuck: Callable[[Entry], str | None] = lambda _entry: None,
     ):
         self.source = source
         self.registry = registry
         self._load = load
+        self._known_stuck = known_stuck  # why a revision is not to be loaded again: it got stuck before
+        self.abandoned = AbandonedLoads()
         self.load_timeout = load_timeout
         self._load_slots = asyncio.Semaphore(load_threads)
         self._scan_lock = asyncio.Lock()  # full passes never overlap; each starts from a fresh scan
@@ -101,16 +105,21 @@ class Reconciler:
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
         async with self._load_slots:
-            future = _in_thread(self._load, entry, on_late_result=LoadedPipeline.unload)
+            future, thread = load_threads.in_thread(self._load, entry, on_late_result=LoadedPipeline.unload)
             try:
                 return await asyncio.wait_for(future, self.load_timeout)
             except TimeoutError as error:
-                raise LoadTimeout(
-                    f"Loading '{entry.name}' took longer than {self.load_timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
-                ) from error
+                overran = f"Loading '{entry.name}' took longer than {self.load_timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
+                if await load_threads.stop(thread):
+                    raise LoadTimeout(f"{overran}; stopped") from error
+                self.abandoned.add(entry.name, entry.revision, thread)
+                raise LoadTimeout(f"{overran} and could not be stopped (blocked outside Python code)") from error
 
     async def _load_and_swap(self, entry: Entry) -> None:
         previous = self.registry.get(entry.name)
+        if stuck := await asyncio.to_thread(self._known_stuck, entry):
+            self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
+            return
         self.registry.mark_loading(entry.name, entry.revision, entry.kind)
         started = time.perf_counter()
         try:
@@ -160,30 +169,3 @@ def _reload_fields(entry: Entry, previous: LoadedPipeline | None, started: float
         "new_revision": entry.revision,
         "load_seconds": round(time.perf_counter() - started, 3),
     }
-
-
-def _in_thread(function: Callable[..., T], *args: Any, on_late_result: Callable[[T], Any]) -> "asyncio.Future[T]":
-    """Run ``function`` in a new daemon thread; a result that arrives after the caller gave up is
-    handed to ``on_late_result`` so nothing it holds leaks."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.cancelled():
-            if error is None:
-                on_late_result(result)
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def target() -> None:
-        try:
-            result, error = function(*args), None
-        except BaseException as exc:  # handed to the awaiting coroutine
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop closed while we loaded: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=target, name="hayhooks-load", daemon=True).start()
-    return future

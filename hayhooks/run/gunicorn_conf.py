@@ -36,6 +36,7 @@ __all__ = [
     "logconfig_dict",
     "on_starting",
     "when_ready",
+    "post_worker_init",
     "child_exit",
     "on_exit",
 ]
@@ -104,6 +105,11 @@ def when_ready(server) -> None:
         gc.collect()
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects in workers
         _log.info("hayhooks: Haystack imported in the master, heap frozen before fork")
+
+
+def post_worker_init(worker) -> None:
+    """The master replaces a worker that exits: one stuck in a load it cannot stop may retire."""
+    worker.wsgi.state.worker.replaceable = True
 
 
 def child_exit(server, worker) -> None:

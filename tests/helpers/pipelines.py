@@ -450,6 +450,37 @@ class PipelineWrapper(BasePipelineWrapper):
         return text
 """
 
+# Loads that never end: in Python code (stoppable), asleep in C, burning a core in C (neither stoppable).
+SPINS_IN_SETUP = """
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        while True:
+            try:
+                pass
+            except Exception:  # what careless pipeline code does; LoadAbandoned is not an Exception
+                continue
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
+BURNS_IN_C = """
+import hashlib
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        hashlib.pbkdf2_hmac("sha256", b"key", b"salt", 2**31 - 1)  # C, without the GIL: about 20 minutes
+
+    def run_api(self, text: str) -> str:
+        return text
+"""
+
 # A revision that holds 1 MB at module level and a marker a test can hold weakly: once replaced or
 # removed, nothing of hayhooks may keep it alive.
 LEAKY = '''

@@ -1,7 +1,8 @@
 """Deploy and undeploy over HTTP, with the published Hayhooks' paths and bodies.
 
 Every deploy is first tried in a disposable process (the server's deploy checker), then published
-into the pipelines directory, which every worker follows. ``wait`` holds the answer until every live worker serves the result.
+into the pipelines directory, which every worker follows. ``wait`` holds the answer until every
+live worker serves the result.
 """
 
 from collections.abc import Iterator

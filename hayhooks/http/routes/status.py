@@ -39,7 +39,7 @@ class PipelineStatusResponse(BaseModel):
     details: PipelineState
 
 
-def router(registry: ServingTable, is_ready: Callable[[], bool], cluster: ClusterView) -> APIRouter:
+def router(registry: ServingTable, readiness: Callable[[], str], cluster: ClusterView) -> APIRouter:
     """The status routes over this worker's serving table, its readiness and the cluster view."""
     routes = APIRouter(tags=["status"])
 
@@ -77,11 +77,12 @@ def router(registry: ServingTable, is_ready: Callable[[], bool], cluster: Cluste
     @routes.get(
         "/ready",
         summary="Readiness: every entry of the pipelines directory was attempted",
-        responses={503: {"description": "The first load of the directory is still running"}},
+        responses={503: {"description": "The first load of the directory is still running, or the worker is retiring"}},
     )
     async def ready() -> JSONResponse:
-        if not is_ready():
-            return JSONResponse({"status": "loading"}, status_code=503)
+        state = readiness()  # loading, ready or retiring
+        if state != "ready":
+            return JSONResponse({"status": state}, status_code=503)
         failed = [status.name for status in registry.statuses() if status.state == "failed"]
         return JSONResponse({"status": "ready", "pipelines": sorted(registry.serving()), "failed": failed})
 

@@ -2,12 +2,28 @@
 
 import asyncio
 import shutil
+import threading
 import time
 
 from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
 from tests.helpers.pipelines import GREET, PROMPT_YAML, SYNTAX_ERROR, versioned, write_wrapper, write_yaml
 from tests.unit.core.conftest import gated, private_modules
+
+# setup() sleeps in one C call for longer than the load timeout and the 2 s of trying to stop it.
+SLEEPS_IN_SETUP = """
+import time
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        time.sleep(3.5)
+
+    def run_api(self) -> str:
+        return "awake"
+"""
 
 
 def reconciler_for(source, *, load_timeout: float = 10.0, load_threads: int = 2) -> Reconciler:
@@ -203,9 +219,8 @@ def test_reconcile_one_does_not_wait_for_another_entry_whose_load_hangs(source, 
     asyncio.run(scenario())
 
 
-def test_a_load_slower_than_load_timeout_fails_and_its_late_result_is_unloaded(source, pipelines_dir, tmp_path):
-    gate = tmp_path / "release-slow"
-    write_wrapper(pipelines_dir, "slow", gated(gate, seconds=5))
+def test_a_load_slower_than_load_timeout_in_python_code_is_stopped_and_leaves_nothing(source, pipelines_dir, tmp_path):
+    write_wrapper(pipelines_dir, "slow", gated(tmp_path / "never-opened", seconds=60))
 
     async def scenario():
         reconciler = reconciler_for(source, load_timeout=0.3)
@@ -214,14 +229,28 @@ def test_a_load_slower_than_load_timeout_fails_and_its_late_result_is_unloaded(s
         await reconciler.reconcile()
         assert time.perf_counter() - started < 2.5
         status = registry.status("slow")
-        assert status.state == "failed"
-        assert "took longer than 0.3s" in status.error
-        assert registry.get("slow") is None
-        assert reconciler.ready
+        assert status.state == "failed" and status.error.endswith(
+            "took longer than 0.3s (HAYHOOKS_LOAD_TIMEOUT); stopped"
+        )
+        assert registry.get("slow") is None and reconciler.ready
+        assert not private_modules("slow") and reconciler.abandoned.look() == []
+        assert not [thread for thread in threading.enumerate() if thread.name == "hayhooks-load"]
 
-        assert private_modules("slow")  # imported, still inside setup()
-        gate.touch()
-        await until(lambda: not private_modules("slow"))  # the load finished late and was unloaded
+    asyncio.run(scenario())
+
+
+def test_a_load_blocked_outside_python_is_kept_as_abandoned_until_it_wakes_and_ends(source, pipelines_dir):
+    write_wrapper(pipelines_dir, "asleep", SLEEPS_IN_SETUP)
+
+    async def scenario():
+        reconciler = reconciler_for(source, load_timeout=0.3)
+        await reconciler.reconcile()  # 0.3 s, then 2 s of trying to stop it
+        status = reconciler.registry.status("asleep")
+        assert "could not be stopped (blocked outside Python code)" in status.error, status.error
+        (abandoned,) = reconciler.abandoned.look()
+        assert (abandoned.name, abandoned.burning) == ("asleep", False)  # asleep: it holds no core
+        await until(lambda: not reconciler.abandoned.look(), timeout=5)  # woke, met LoadAbandoned, ended
+        assert not private_modules("asleep")
 
     asyncio.run(scenario())
 
