@@ -169,6 +169,15 @@ def _item_type(annotation: Any) -> Any:
     return args[0] if args else Any
 
 
+def form_body(model: type[BaseModel], uploads: tuple[Upload, ...], *, required: bool = False) -> dict[str, Any]:
+    """A route's ``openapi_extra`` documenting a ``multipart/form-data`` body of :func:`form_schema`.
+    ``required`` stays unset otherwise, so that it adds to a JSON body the route documents already."""
+    body: dict[str, Any] = {"content": {"multipart/form-data": {"schema": form_schema(model, uploads)}}}
+    if required:
+        body["required"] = True
+    return {"requestBody": body}
+
+
 def form_schema(model: type[BaseModel], uploads: tuple[Upload, ...]) -> dict[str, Any]:
     """The ``multipart/form-data`` body ``/docs`` shows: a file picker per upload, structured fields as JSON text.
 

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hayhooks.cluster.files import FileStore, StoredFile
-from hayhooks.http.forms import close_form, form_arguments, form_schema, read_form
+from hayhooks.http.forms import close_form, form_arguments, form_body, read_form
 from hayhooks.http.routes.openai import OpenAIErrorsRoute, openai_error
 from hayhooks.http.routes.run import UPLOAD_ERRORS, RunOptions, failure_detail
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
@@ -65,12 +65,7 @@ class _UploadFields(BaseModel):
 
 
 _FILE = Upload(name="file", many=False, required=True, description="The file to store")
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"multipart/form-data": {"schema": form_schema(_UploadFields, (_FILE,))}},
-    }
-}
+_UPLOAD_BODY = form_body(_UploadFields, (_FILE,), required=True)
 _DOCUMENTED: dict[int | str, dict[str, Any]] = {
     401: {"description": "HAYHOOKS_API_TOKEN is set and the request has no valid bearer token"},
     404: {"description": "No such file, or no pipeline of the name given is served"},

@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hayhooks.cluster.metrics import RunMetrics, ServerMetrics
 from hayhooks.errors import redact_paths
-from hayhooks.http.forms import close_form, form_arguments, form_schema, is_form, read_form
+from hayhooks.http.forms import close_form, form_arguments, form_body, is_form, read_form
 from hayhooks.http.security import Guard
 from hayhooks.http.streaming import PipelineStream, PlainText, ServerSentEvents, is_stream
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
@@ -150,7 +150,7 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         operation_id=f"{loaded.name}_run",
         dependencies=[Depends(options.guard)] if options.guard else None,
         responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(UPLOAD_ERRORS if files else {})},
-        openapi_extra=_form_body(loaded) if files else None,
+        openapi_extra=form_body(loaded.request_model, loaded.uploads) if files else None,
     )
 
 
@@ -175,11 +175,6 @@ def upload_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         dependencies=[Depends(options.guard)] if options.guard else None,
         max_body_size=options.max_upload_bytes,
     )
-
-
-def _form_body(loaded: LoadedPipeline) -> dict[str, Any]:
-    schema = form_schema(loaded.request_model, loaded.uploads)
-    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}}}
 
 
 _STREAMED: dict[int | str, dict[str, Any]] = {
