@@ -94,9 +94,16 @@ class LoadedPipeline:
     modules: tuple[str, ...] = field(default=(), repr=False)
 
     def unload(self) -> None:
-        """Drop this revision's private modules; requests still holding it keep working."""
+        """Drop this revision's private modules and the ``@component`` classes they registered with
+        Haystack (its registry would keep each old module, and all it holds, alive); requests still
+        holding the revision keep working."""
+        from haystack.core.component.component import component
+
         for module_name in self.modules:
             sys.modules.pop(module_name, None)
+        modules = set(self.modules)
+        for key in [key for key in component.registry if key.rpartition(".")[0] in modules]:
+            component.registry.pop(key, None)
 
 
 def load_entry(entry: Entry, *, yaml_result: YamlResult = "raw") -> LoadedPipeline:

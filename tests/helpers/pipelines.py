@@ -484,6 +484,8 @@ class PipelineWrapper(BasePipelineWrapper):
 # A revision that holds 1 MB at module level and a marker a test can hold weakly: once replaced or
 # removed, nothing of hayhooks may keep it alive.
 LEAKY = '''
+from haystack import Pipeline, component
+
 from hayhooks import BasePipelineWrapper
 
 
@@ -496,9 +498,17 @@ BLOB = bytes(1_000_000)
 VERSION = {version!r}
 
 
+@component
+class Shout:  # registered with Haystack's component registry, as a wrapper's own components are
+    @component.output_types(text=str)
+    def run(self, text: str) -> dict:
+        return {{"text": text.upper()}}
+
+
 class PipelineWrapper(BasePipelineWrapper):
     def setup(self) -> None:
-        self.pipeline = None
+        self.pipeline = Pipeline()
+        self.pipeline.add_component("shout", Shout())
 
     def run_api(self, text: str) -> str:
         """Echo the text and the version."""
