@@ -13,6 +13,8 @@ Each scenario starts the servers it needs on free 127.0.0.1 ports, each in its o
     streaming    time to the first chunk and chunks/s of a streamed /run, vs a plain StreamingResponse
     upload       MiB/s and peak extra memory of a 100 MiB upload to /run, vs a plain FastAPI UploadFile
     mcp          a tool call over /mcp vs the same /echo/run call; cpu_heavy tool calls/s over /mcp, 2 workers vs 1
+    churn        (only when named) 10 min soak, 4 workers, 8 clients while pipelines are redeployed, broken,
+                 fixed, undeployed, re-added and edited; writes results/churn.md and churn.json
 
 Usage (stdlib only: run it with any Python 3.11+; the servers run from their own venvs)::
 
@@ -20,6 +22,7 @@ Usage (stdlib only: run it with any Python 3.11+; the servers run from their own
     python benchmarks/run.py                                     # every scenario
     python benchmarks/run.py overhead scaling --repeats 1        # a selection
     python benchmarks/run.py --reference-venv /tmp/refvenv       # an existing hayhooks==2.1.0 venv
+    python benchmarks/run.py churn --churn-seconds 90            # a shorter churn soak
 
 Prints Markdown and writes ``benchmarks/results/latest.md`` and ``benchmarks/results/latest.json``.
 """
@@ -51,6 +54,7 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # hayhooks.bench is standard-library only: any Python 3.11 can run this file
 
+from benchmarks.churn import CHURN_SECONDS, ChurnOptions, churn_soak  # noqa: E402
 from benchmarks.common import BENCH_DIR, REPO, Options, log  # noqa: E402
 from benchmarks.contenders import ECHO_BODY, Contender, ours, plain, reference, running  # noqa: E402
 from benchmarks.mcp_calls import (  # noqa: E402
@@ -80,7 +84,8 @@ from hayhooks.bench.server import signals_end_the_run  # noqa: E402
 
 REFERENCE_VERSION = "2.1.0"
 SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload", "mcp")
-ONLY_OURS = {"propagation", "mcp"}  # scenarios that never start the published Hayhooks
+ON_REQUEST = ("churn",)  # run only when named; each writes results/NAME.md and NAME.json when run alone
+ONLY_OURS = {"propagation", "mcp", "churn"}  # scenarios that never start the published Hayhooks
 CPU_BODY: dict[str, Any] = {}
 KINDS = ("plain", "ours", "reference")  # the servers of the overhead scenario, in table order
 
@@ -671,6 +676,11 @@ def scenario_deploy(opts: Options) -> Section:
     return Section("deploy", summary, details, outcomes)
 
 
+def scenario_churn(opts: Options) -> Section:
+    """The churn soak (``benchmarks/churn.py``): failed stable runs, p99 calm vs churn, PSS start and end."""
+    return Section("churn", *churn_soak(opts))
+
+
 SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "overhead": scenario_overhead,
     "propagation": scenario_propagation,
@@ -681,6 +691,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "streaming": scenario_streaming,
     "upload": scenario_upload,
     "mcp": scenario_mcp,
+    "churn": scenario_churn,
 }
 
 
@@ -754,7 +765,10 @@ def render(sections: list[Section], env: dict[str, Any], seconds: float) -> str:
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} (default: all)"
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"any of {', '.join(SCENARIOS + ON_REQUEST)} (default: all but {', '.join(ON_REQUEST)})",
     )
     parser.add_argument("--venv", type=Path, default=REPO / ".venv", help="venv with our hayhooks (default: .venv)")
     parser.add_argument(
@@ -784,12 +798,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=8,
         help="fresh connections in flight while polling the workers (default 8)",
     )
+    parser.add_argument(
+        "--churn-seconds", type=float, default=CHURN_SECONDS, help=f"length of the churn soak (default {CHURN_SECONDS})"
+    )
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.md/.json go")
     args = parser.parse_args(argv)
-    unknown = set(args.scenarios) - set(SCENARIOS)
+    unknown = set(args.scenarios) - set(SCENARIOS + ON_REQUEST)
     if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
-    return Options(
+        parser.error(
+            f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS + ON_REQUEST)}"
+        )
+    return ChurnOptions(
         scenarios=tuple(args.scenarios) or SCENARIOS,
         venv=args.venv.absolute(),
         reference_venv=args.reference_venv.absolute(),
@@ -806,6 +825,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         poll_concurrency=args.poll_concurrency,
         results=args.results.absolute(),
         scratch=scratch_dir(),
+        churn_seconds=args.churn_seconds,
     )
 
 
@@ -838,15 +858,16 @@ def main(argv: list[str] | None = None) -> int:
     report = render(sections, env, seconds)
     print(report)
     opts.results.mkdir(parents=True, exist_ok=True)
-    (opts.results / "latest.md").write_text(report)
+    stem = opts.scenarios[0] if len(opts.scenarios) == 1 and opts.scenarios[0] in ON_REQUEST else "latest"
+    (opts.results / f"{stem}.md").write_text(report)
     payload = {
         "environment": env,
         "seconds": round(seconds, 1),
         "options": {k: str(v) for k, v in asdict(opts).items()},
         "scenarios": {section.key: {"summary": section.summary, "data": section.data} for section in sections},
     }
-    (opts.results / "latest.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    log(f"wrote {opts.results / 'latest.md'} and latest.json in {seconds:.0f} s")
+    (opts.results / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    log(f"wrote {opts.results / f'{stem}.md'} and {stem}.json in {seconds:.0f} s")
     return 0
 
 
