@@ -20,7 +20,9 @@ T = TypeVar("T")
 
 _STOP_GRACE_SECONDS = 2.0
 _RESEND_SECONDS = 0.25  # pipeline code may swallow one LoadAbandoned in a bare ``except:``; not every one
-BURNING_SHARE = 0.5  # a stuck thread using more than half a core between two looks burns it
+# A stuck thread using more than a tenth of a core burns it: asleep ones use ~0, and several
+# burning threads share the cores, so each may get far less than one.
+BURNING_SHARE = 0.1
 
 
 class LoadAbandoned(BaseException):

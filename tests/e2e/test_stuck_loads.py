@@ -17,17 +17,20 @@ from hayhooks.bench.server import cpu_ticks
 from tests.helpers import pipelines as samples
 from tests.helpers.support import Server, cluster, start_gunicorn, wait_until
 
-LOAD_TIMEOUT = "1"
+LOAD_TIMEOUT = "3"  # a fresh worker imports Haystack in its first load: about 1 s
+# While two cores burn, a fresh worker's loads take longer: it must not fail greet for that.
+BUSY_LOAD_TIMEOUT = "8"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     samples.write_wrapper(tmp_path / "pipelines", "greet", samples.GREET)
+    timeout = BUSY_LOAD_TIMEOUT if "burning" in request.node.name else LOAD_TIMEOUT
     started = start_gunicorn(
         tmp_path / "pipelines",
         tmp_path,
         2,
-        HAYHOOKS_LOAD_TIMEOUT=LOAD_TIMEOUT,
+        HAYHOOKS_LOAD_TIMEOUT=timeout,
         HAYHOOKS_RUNTIME_DIR=str(tmp_path / "rt"),
     )
     try:
@@ -73,13 +76,14 @@ def test_a_load_asleep_in_c_is_reported_and_its_worker_keeps_serving(server: Ser
     def reported_everywhere() -> bool:
         board = cluster(server)["workers"]
         return len(board) == 2 and all(
-            [load["pipeline"] for load in w["abandoned_loads"]] == ["sleeper"] for w in board
+            {load["pipeline"] for load in w["abandoned_loads"]} == {"sleeper"} for w in board
         )
 
     wait_until(reported_everywhere, 30, message="the sleeping load reported by both workers")
     assert all(not load["burning"] for w in cluster(server)["workers"] for load in w["abandoned_loads"])
     metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
-    assert "hayhooks_abandoned_loads 2.0" in metrics
+    (abandoned,) = [line for line in metrics.splitlines() if line.startswith("hayhooks_abandoned_loads ")]
+    assert float(abandoned.split()[1]) >= 2, abandoned  # one per worker (two if an early partial write hung too)
     assert (
         httpx.get(f"{server.url}/status/sleeper", timeout=5)
         .json()["details"]["error"]
@@ -112,7 +116,7 @@ def test_a_load_burning_a_core_in_c_retires_its_workers_and_their_replacements_s
     caller.start()
     try:
         samples.write_wrapper(directory(server), "burner", samples.BURNS_IN_C)
-        wait_until(lambda: server.worker_pids().isdisjoint(workers) and len(server.worker_pids()) == 2, 60)
+        wait_until(lambda: server.worker_pids().isdisjoint(workers) and len(server.worker_pids()) == 2, 90)
         server.wait_ready()
         burner = wait_until(lambda: pipeline_everywhere(server, "burner"), 30)
         view = cluster(server)
