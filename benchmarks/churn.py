@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import EXAMPLES, Options, log
+from benchmarks.common import EXAMPLES, Options, log, markdown_table
 from benchmarks.contenders import Contender, ours, running
-from benchmarks.probe import ask, http, probe_wrapper, replace_file
+from benchmarks.probe import Reply, ask, http, probe_wrapper, replace_file
 from hayhooks.bench.cpu import machine_busy_seconds
 from hayhooks.bench.load import percentile
 from hayhooks.bench.server import MIB, call, cmdline, read_memory
@@ -374,12 +374,7 @@ class Driver:
     async def _deploy_files(self, name: str, files: dict[str, str], overwrite: bool) -> tuple[int, dict, list[str]]:
         body = {"name": name, "files": files, "overwrite": overwrite, "wait": True, "wait_timeout": SETTLE_TIMEOUT}
         reply = await http(self.port, "POST", "/deploy_files", body, timeout=SETTLE_TIMEOUT + 60)
-        answer = reply.json() if isinstance(reply.json(), dict) else {}
-        problems = []
-        if reply.status != 200:
-            problems.append(f"answered {reply.status}: {(reply.error or reply.body[:300].decode(errors='replace'))}")
-        elif answer.get("converged") is not True:
-            problems.append(f"not converged: lagging {answer.get('lagging')} of {answer.get('workers')}")
+        answer, problems = _waited(reply)
         return reply.status, answer, problems
 
     async def api_deploy(self, kind: str, *, overwrite: bool) -> Step:
@@ -415,12 +410,7 @@ class Driver:
         started = time.monotonic()
         path = f"/undeploy/{CHURNED}?wait=true&wait_timeout={SETTLE_TIMEOUT:g}"
         reply = await http(self.port, "POST", path, timeout=SETTLE_TIMEOUT + 60)
-        answer = reply.json() if isinstance(reply.json(), dict) else {}
-        problems = []
-        if reply.status != 200:
-            problems.append(f"answered {reply.status}: {reply.body[:200].decode(errors='replace')}")
-        elif answer.get("converged") is not True:
-            problems.append(f"not converged: lagging {answer.get('lagging')}")
+        _, problems = _waited(reply)
         problems += await self.verify(CHURNED, None)
         return self._step("api undeploy", started, reply.status, problems)
 
@@ -625,13 +615,17 @@ async def soak(server: Contender, expected: dict[str, Any], calm: float, churn: 
     }
 
 
+def _waited(reply: Reply) -> tuple[dict, list[str]]:
+    """The answer of a deploy or undeploy with ``wait``, and what is wrong with it: not 200, or not converged."""
+    answer = reply.json() if isinstance(reply.json(), dict) else {}
+    if reply.status != 200:
+        return answer, [f"answered {reply.status}: {reply.error or reply.body[:300].decode(errors='replace')}"]
+    if answer.get("converged") is not True:
+        return answer, [f"not converged: lagging {answer.get('lagging')} of {answer.get('workers')}"]
+    return answer, []
+
+
 # --- the report ----------------------------------------------------------------------------------------
-
-
-def _table(header: str, rows: list[list[str]]) -> str:
-    headers = header.split(" | ")
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def _latency(values: list[float]) -> dict[str, float]:
@@ -839,7 +833,7 @@ def report(
     ]
 
     failure_groups = Counter(f"{f['pipeline']} {f['status']} {f['error'][:120]}" for f in runs.failures)
-    details = _table(
+    details = markdown_table(
         "phase | seconds | runs | runs/s | failed | p50 ms | p99 ms | max ms"
         " | cores busy: server / clients+driver / others | load average at start",
         phase_rows,
@@ -853,13 +847,13 @@ def report(
         " the server's processes, of this benchmark's process (clients and churn driver), and of everything else"
         " on the machine.\n\n"
     )
-    details += _table(
+    details += markdown_table(
         "stable pipeline | runs | failed | p50 ms calm / churn | p99 ms calm / churn | revisions seen",
         per_pipeline_rows,
     )
     if failure_groups:
         details += "\nFailed runs:\n\n" + "".join(f"- {n}× {what}\n" for what, n in failure_groups.most_common(20))
-    details += "\n" + _table("memory | at s | total PSS MiB | vs churn start | PSS MiB by process", memory_rows)
+    details += "\n" + markdown_table("memory | at s | total PSS MiB | vs churn start | PSS MiB by process", memory_rows)
     details += (
         f"\nTotal PSS: the sum of `Pss` in `/proc/PID/smaps_rollup` of the gunicorn master and all its"
         f" descendants. PSS over the churn phase: {pss_start:.1f} → {pss_end:.1f} MiB ({growth:+.1%})"
@@ -876,7 +870,7 @@ def report(
         + (f" **The churn {driver.stopped_early}.**" if driver.stopped_early else "")
         + "\n\n"
     )
-    details += _table("churn step | done | answers | unexpected | median s | worst s", step_rows)
+    details += markdown_table("churn step | done | answers | unexpected | median s | worst s", step_rows)
     details += (
         f"\n{driver.cycle} churn cycles, {len(steps)} steps: {api_deploys} API deploys that published (redeploy, fix,"
         f" re-add of `{CHURNED}` and redeploys of stable pipelines), {directory_changes} direct changes of the"
@@ -898,7 +892,9 @@ def report(
             f" {'; '.join(s.problems)[:400]}\n"
             for s in unexpected[:20]
         )
-    details += "\n" + _table("seconds | phase | runs | failed | p50 ms | p99 ms | PSS MiB | load average", window_rows)
+    details += "\n" + markdown_table(
+        "seconds | phase | runs | failed | p50 ms | p99 ms | PSS MiB | load average", window_rows
+    )
     log_counts = server_log["counts"]
     details += (
         f"\nServer log: {log_counts['BUG in hayhooks']} `BUG in hayhooks` lines,"

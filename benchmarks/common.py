@@ -36,3 +36,11 @@ class Options:
 def log(message: str) -> None:
     """Progress, on stderr; the report goes to stdout."""
     print(message, file=sys.stderr, flush=True)
+
+
+def markdown_table(header: str, rows: list[list[str]]) -> str:
+    """A Markdown table; ``header`` names the columns separated by `` | ``."""
+    headers = header.split(" | ")
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -55,7 +55,7 @@ sys.path.insert(
 )  # hayhooks.bench is standard-library only: any Python 3.11 can run this file
 
 from benchmarks.churn import CHURN_SECONDS, ChurnOptions, churn_soak  # noqa: E402
-from benchmarks.common import BENCH_DIR, REPO, Options, log  # noqa: E402
+from benchmarks.common import BENCH_DIR, REPO, Options, log, markdown_table  # noqa: E402
 from benchmarks.contenders import ECHO_BODY, Contender, ours, plain, reference, running  # noqa: E402
 from benchmarks.mcp_calls import (  # noqa: E402
     Calls,
@@ -696,14 +696,6 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
 
 
 # --- report -----------------------------------------------------------------------------------------
-
-
-def markdown_table(header: str, rows: list[list[str]]) -> str:
-    """A Markdown table; ``header`` names the columns separated by `` | ``."""
-    headers = header.split(" | ")
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def environment(opts: Options) -> dict[str, Any]:
