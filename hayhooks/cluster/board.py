@@ -62,9 +62,7 @@ class WorkerBoard:
             "pipelines": pipelines,
             "abandoned_loads": list(abandoned_loads),
         }
-        temporary = self.folder / f".{self.pid}.json.tmp"
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, self.folder / f"{self.pid}.json")
+        _write_whole(self.folder / f"{self.pid}.json", record)
 
     def withdraw(self) -> None:
         self.forget(self.pid)
@@ -79,9 +77,7 @@ class WorkerBoard:
         folder = self.runtime_dir / "stuck"
         folder.mkdir(parents=True, exist_ok=True)
         record = {"pipeline": name, "revision": revision, "pid": self.pid, "since": time.time()}
-        temporary = folder / f".{name}@{revision}.{self.pid}.tmp"
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, folder / f"{name}@{revision}.json")
+        _write_whole(folder / f"{name}@{revision}.json", record)
 
     def stuck(self, name: str, revision: str) -> str | None:
         """Why ``revision`` of ``name`` is not to be loaded, if a worker got stuck loading it."""
@@ -151,6 +147,13 @@ class WorkerBoard:
             if not lagging or time.monotonic() >= deadline:
                 return [worker["pid"] for worker in workers], lagging
             await asyncio.sleep(_POLL_SECONDS)
+
+
+def _write_whole(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON so that readers see the old file or the new one, never half of it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record))
+    os.replace(temporary, path)
 
 
 def _revisions(worker: dict) -> dict[str, str | None]:

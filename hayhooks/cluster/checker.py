@@ -9,9 +9,10 @@ hangs up. The checker has no threads, so forking it is safe, where forking a wor
 threads and their locks) is not.
 
 The first worker to need the checker starts it (binding the socket decides a race: the loser
-exits); it outlives that worker if need be, and ends once no worker of the board is alive. A request is one
-JSON line, its answer one JSON line (``{"error": null}`` when the pipeline loaded). fd 1 of the
-checker points at stderr, so a ``print()`` in pipeline code goes to the log, not into an answer.
+exits); it outlives that worker if need be, and ends once no worker of the board is alive. A
+request is one JSON line, its answer one JSON line (``{"error": null}`` when the pipeline loaded).
+fd 1 of the checker points at stderr, so a ``print()`` in pipeline code goes to the log, not into
+an answer.
 """
 
 import asyncio
@@ -31,7 +32,13 @@ from typing import Any, NoReturn
 
 from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.runtime import connect_local, local_address
-from hayhooks.pipelines.loader import PipelineLoadError, YamlResult, import_haystack_core, load_entry
+from hayhooks.pipelines.loader import (
+    PipelineLoadError,
+    YamlResult,
+    import_haystack_core,
+    load_entry,
+    overran_timeout,
+)
 from hayhooks.pipelines.source import Entry
 
 logger = logging.getLogger("hayhooks.checker")
@@ -93,18 +100,18 @@ class LoadChecker:
         with contextlib.suppress(OSError):
             return connect_local(self.address, 2.0)
         async with self._starting:  # one start per worker; across workers the socket's bind decides
-            with contextlib.suppress(OSError):
-                return connect_local(self.address, 2.0)
-            started = self._start()
+            started: subprocess.Popen[bytes] | None = None
             deadline = time.monotonic() + _START_SECONDS
             while True:
-                await asyncio.sleep(0.02)
-                started.poll()  # reaps a checker that lost the race to another worker's
                 try:
                     return connect_local(self.address, 2.0)
                 except OSError:
-                    if time.monotonic() > deadline:
+                    if started is None:  # none listens: start one, once
+                        started = self._start()
+                    elif time.monotonic() > deadline:
                         raise
+                await asyncio.sleep(0.02)
+                started.poll()  # reaps a checker that lost the race to another worker's
 
     def _start(self) -> "subprocess.Popen[bytes]":
         """Start a checker: it listens within a moment, or exits at once if another one won the race.
@@ -174,7 +181,7 @@ async def _check_in_child(request: dict[str, Any]) -> str | None:
         report = await asyncio.wait_for(_read_to_end(read_end), timeout)
     except TimeoutError:
         _kill(pid)
-        return f"Loading '{name}' took longer than {timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
+        return overran_timeout(name, timeout)
     except asyncio.CancelledError:
         _kill(pid)
         raise

@@ -61,6 +61,11 @@ class PipelineLoadError(Exception):
     """A pipeline that could not be loaded; the message is meant for the user."""
 
 
+def overran_timeout(name: str, timeout: float) -> str:
+    """What a load that took longer than ``HAYHOOKS_LOAD_TIMEOUT`` failed with, in a worker or a deploy check."""
+    return f"Loading '{name}' took longer than {timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
+
+
 class PipelineRunError(Exception):
     """The pipeline's own code raised while running: ``error`` is what it raised.
 

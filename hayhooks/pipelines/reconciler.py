@@ -18,7 +18,7 @@ from typing import Any
 from hayhooks.errors import describe
 from hayhooks.pipelines import load_threads
 from hayhooks.pipelines.load_threads import AbandonedLoads
-from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry
+from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry, overran_timeout
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import Entry, PipelineSource
 
@@ -109,7 +109,7 @@ class Reconciler:
             try:
                 return await asyncio.wait_for(future, self.load_timeout)
             except TimeoutError as error:
-                overran = f"Loading '{entry.name}' took longer than {self.load_timeout:g}s (HAYHOOKS_LOAD_TIMEOUT)"
+                overran = overran_timeout(entry.name, self.load_timeout)
                 if await load_threads.stop(thread):
                     raise LoadTimeout(f"{overran}; stopped") from error
                 self.abandoned.add(entry.name, entry.revision, thread)
