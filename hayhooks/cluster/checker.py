@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hayhooks.cluster.board import WorkerBoard
-from hayhooks.cluster.runtime import connect_local, local_address
+from hayhooks.cluster.runtime import connect_local, from_this_user, local_address
 from hayhooks.pipelines.loader import (
     PipelineLoadError,
     YamlResult,
@@ -151,6 +151,9 @@ async def _serve(listener: socket.socket, board: WorkerBoard) -> None:
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    if not from_this_user(writer):  # a check runs the code at the path it names: only for our workers
+        writer.close()
+        return
     try:
         request = json.loads(await reader.readline())
         check = asyncio.create_task(_check_in_child(request))

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hayhooks.cluster.runtime import connect_local, local_address
+from hayhooks.cluster.runtime import connect_local, from_this_user, local_address
 
 logger = logging.getLogger("hayhooks.relay")
 
@@ -105,6 +105,9 @@ class Relay:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not from_this_user(writer):
+            writer.close()
+            return
         try:
             request = await _read(reader)
             await _write(writer, await self.deliver(request))

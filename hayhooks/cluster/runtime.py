@@ -1,9 +1,11 @@
 """The runtime folder: where the workers of one server meet (the worker board, the metrics files,
 the local sockets named after it)."""
 
+import asyncio
 import hashlib
 import os
 import socket
+import struct
 import tempfile
 from pathlib import Path
 
@@ -54,3 +56,15 @@ def connect_local(address: str, timeout: float) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def from_this_user(writer: asyncio.StreamWriter) -> bool:
+    """Whether the peer of a local connection runs as this process's user. Abstract sockets have no
+    file permissions: without this check any local account could talk to a server's workers."""
+    sock = writer.get_extra_info("socket")
+    try:
+        credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):  # no SO_PEERCRED on this platform: no abstract sockets either
+        return False
+    _pid, uid, _gid = struct.unpack("3i", credentials)
+    return uid == os.getuid()

@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ import pytest
 
 from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.checker import LoadChecker
+from hayhooks.cluster.runtime import connect_local
 from hayhooks.pipelines.loader import PipelineLoadError
 from hayhooks.pipelines.source import Entry
 from tests.helpers import pipelines as samples
@@ -163,3 +166,32 @@ def test_a_worker_that_hangs_up_ends_its_check_and_the_child(runner, runtime, tm
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not Path(f"/proc/{child}").exists()  # killed and reaped, not left to its 600 s timeout
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="acting as another local user needs root")
+def test_another_local_user_gets_no_check(runner, checker, tmp_path):
+    """The checker's socket is abstract, without file permissions: it answers only its own user."""
+    runner.run(checker.warm_up())
+    path = samples.write_wrapper(tmp_path, "greet", samples.GREET)
+    request = {"name": "greet", "kind": "files", "path": str(path), "revision": "r1", "yaml_result": "raw"}
+    request |= {"timeout": TIMEOUT, "memory_mb": 0, "sys_path": sys.path}
+
+    def answer() -> bytes:
+        sock = connect_local(checker.address, 2.0)
+        sock.setblocking(True)
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            return sock.recv(1000)
+        except ConnectionError:  # hung up on before or after the request was sent: no answer
+            return b""
+
+    pid = os.fork()
+    if pid == 0:  # the child asks as this user, then as nobody
+        try:
+            answered = answer()
+            os.setuid(65534)
+            os._exit(0 if answered.startswith(b'{"error": null}') and answer() == b"" else 1)
+        except BaseException as error:
+            os.write(2, repr(error).encode())
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
