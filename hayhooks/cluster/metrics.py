@@ -10,13 +10,16 @@ workers were ever replaced.
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as prometheus_values
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from hayhooks.cluster.runtime import runtime_dir
 from hayhooks.settings import Settings
@@ -58,11 +61,15 @@ class MetricsStore:
         prometheus_values.ValueClass = prometheus_values.MultiProcessValue()
         return ServerMetrics()
 
-    def render(self) -> bytes:
-        """The exposition text of every live and archived worker's metrics."""
+    def render(self, workers: list[dict]) -> bytes:
+        """The exposition text of every live and archived worker's metrics.
+
+        ``workers``: the board's records of the live workers, for what each serves now.
+        """
         self.sweep_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.folder))
+        registry.register(_ServedRevisions(workers))
         return generate_latest(registry)
 
     def sweep_dead_workers(self) -> None:
@@ -88,6 +95,29 @@ class MetricsStore:
                 finally:
                     archive.close()
                 dead.unlink()
+
+
+class _ServedRevisions(Collector):
+    """``hayhooks_pipeline_loaded`` from the board, not from value files.
+
+    A multiprocess gauge keeps one row per label set for as long as its worker lives, so a server
+    redeployed every few minutes would list (and hold in memory) every revision it ever served.
+    """
+
+    def __init__(self, workers: list[dict]) -> None:
+        self.workers = workers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "hayhooks_pipeline_loaded",
+            "1 for each revision a live worker serves, by pipeline, revision and worker pid.",
+            labels=["pipeline", "revision", "pid"],
+        )
+        for worker in self.workers:
+            for name, entry in sorted(worker.get("pipelines", {}).items()):
+                if entry.get("revision"):
+                    family.add_metric([name, entry["revision"], str(worker["pid"])], 1)
+        yield family
 
 
 class RunMetrics:
@@ -126,13 +156,6 @@ class ServerMetrics:
             "Pipeline run requests being answered now.",
             ["pipeline"],
             multiprocess_mode="livesum",
-            registry=None,
-        )
-        self.loaded = Gauge(
-            "hayhooks_pipeline_loaded",
-            "1 for each revision a live worker serves (0 once replaced or removed).",
-            ["pipeline", "revision"],
-            multiprocess_mode="liveall",
             registry=None,
         )
         self.reloads = Counter(
@@ -188,18 +211,14 @@ class ServerMetrics:
         self.deploys.labels(action, outcome).inc()
 
     def observe_registry(self, registry: "PipelineRegistry") -> None:
-        """Keep ``hayhooks_pipeline_loaded`` and ``hayhooks_reloads_total`` in step with a worker's registry."""
+        """Count a worker's loads in ``hayhooks_reloads_total`` as its registry changes."""
         served: dict[str, str] = {}
         failed: dict[str, str | None] = {}
 
         def on_change() -> None:
             now = {name: loaded.revision for name, loaded in registry.serving().items()}
-            for name, revision in served.items():
-                if now.get(name) != revision:
-                    self.loaded.labels(name, revision).set(0)
             for name, revision in now.items():
                 if served.get(name) != revision:
-                    self.loaded.labels(name, revision).set(1)
                     self.reloads.labels(name, "success").inc()
             for status in registry.statuses():
                 if status.state == "failed" and failed.get(status.name) != status.target:

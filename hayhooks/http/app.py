@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(
             deploy.router(worker.deployer, worker.board, worker.metrics, guard=security.admin_guard(settings))
         )
-    app.include_router(metrics.router(worker.metrics_store))
+    app.include_router(metrics.router(worker.metrics_store, worker.board))
     run_options = run.RunOptions(
         show_tracebacks=settings.show_tracebacks,
         timeout=settings.run_timeout,

@@ -5,16 +5,18 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from hayhooks.cluster.board import ClusterView
 from hayhooks.cluster.metrics import CONTENT_TYPE_LATEST, MetricsStore
 
 
-def router(store: MetricsStore) -> APIRouter:
+def router(store: MetricsStore, board: ClusterView) -> APIRouter:
     routes = APIRouter(tags=["status"])
 
     @routes.get("/metrics", summary="Prometheus metrics, summed over every worker", response_class=Response)
     async def prometheus_metrics() -> Response:
         # Reading every worker's files is blocking I/O: off the event loop, and off the request
         # threadpool, so a scrape answers while pipelines hold every thread of it.
-        return Response(await asyncio.to_thread(store.render), media_type=CONTENT_TYPE_LATEST)
+        text = await asyncio.to_thread(lambda: store.render(board.workers()))
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return routes
