@@ -1,8 +1,11 @@
-"""Small OS helpers shared by the pipelines directory, the cluster view and the metrics."""
+"""Small OS and interpreter helpers shared by the pipelines, the cluster view, the metrics and the worker."""
 
+import ctypes
 import fcntl
+import functools
+import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,3 +30,37 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``; None with another C library (musl, macOS), where there is nothing to do."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def freeze_start_up_objects() -> None:
+    """Take what start-up built (Haystack, FastAPI, the app) out of the cycle collector's rounds.
+
+    They live as long as the process, yet every full collection walked all of them: 70 ms of a
+    blocked event loop per reload and per automatic collection, for nothing. Pipeline revisions
+    load after this, so they stay collectable.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def release_memory() -> None:
+    """Free unreachable objects now and hand the C heap's free pages back to the OS.
+
+    A dropped pipeline revision (its modules, models, validators, large objects) sits in reference
+    cycles until some later full collection, so the next loads take fresh memory meanwhile, and glibc
+    keeps the pages it frees scattered among live ones: without this, every reload left a worker
+    bigger (a server 20 % bigger after a few hundred redeploys of a wrapper holding 1 MB).
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -20,13 +20,14 @@ from hayhooks.cluster.files import FileStore, configure_file_store, files_dir
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
 from hayhooks.pipelines.deployer import Deployer, DeployLimits
-from hayhooks.pipelines.loader import load_entry
+from hayhooks.pipelines.loader import import_haystack_core, load_entry
 from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import PipelineSource
 from hayhooks.pipelines.streaming import configure_streaming
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
 from hayhooks.settings import Settings
+from hayhooks.system import freeze_start_up_objects
 
 logger = logging.getLogger("hayhooks.worker")
 
@@ -94,6 +95,10 @@ class Worker:
         settings = self.settings
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.source.ensure_exists)
+        # Haystack keeps the tracebacks of its missing optional imports (LazyImport), and with them
+        # every frame of the thread that imported it first: a load's frames would pin its revision.
+        await asyncio.to_thread(import_haystack_core)
+        freeze_start_up_objects()
         configure_file_store(self.files)  # what open_file() and file_path() read in this process
         await asyncio.to_thread(self.files.sweep)
         self.metrics.worker_started()

@@ -99,16 +99,8 @@ class LoadedPipeline:
     modules: tuple[str, ...] = field(default=(), repr=False)
 
     def unload(self) -> None:
-        """Drop this revision's private modules and the ``@component`` classes they registered with
-        Haystack (its registry would keep each old module, and all it holds, alive); requests still
-        holding the revision keep working."""
-        from haystack.core.component.component import component
-
-        for module_name in self.modules:
-            sys.modules.pop(module_name, None)
-        modules = set(self.modules)
-        for key in [key for key in component.registry if key.rpartition(".")[0] in modules]:
-            component.registry.pop(key, None)
+        """Drop this revision's private modules; requests still holding the revision keep working."""
+        _forget(self.modules)
 
 
 def load_entry(entry: Entry, *, yaml_result: YamlResult = "raw") -> LoadedPipeline:
@@ -258,7 +250,8 @@ def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, 
             for path in finders:
                 sys.path_importer_cache.pop(path, None)
         modules = _own_modules(package, folder, before)
-        _forget(tuple(m for m in modules if not m.startswith(_PACKAGE_PREFIX)))  # siblings imported absolutely
+        for sibling in (m for m in modules if not m.startswith(_PACKAGE_PREFIX)):
+            sys.modules.pop(sibling, None)  # imported absolutely: out of the global namespace, kept by the revision
         return module, tuple(m for m in modules if m.startswith(_PACKAGE_PREFIX))
 
 
@@ -338,8 +331,18 @@ def _is_inside(module: Any, folder: Path) -> bool:
 
 
 def _forget(modules: tuple[str, ...]) -> None:
+    """Drop a revision's private modules and the ``@component`` classes they registered with Haystack.
+
+    Haystack's registry would keep each such module, and all it holds, alive for good: whether the
+    revision was served and replaced or failed half-way through its load.
+    """
+    from haystack.core.component.component import component
+
     for module_name in modules:
         sys.modules.pop(module_name, None)
+    dropped = set(modules)
+    for key in [key for key in component.registry if key.rpartition(".")[0] in dropped]:
+        component.registry.pop(key, None)
 
 
 # --- YAML pipelines ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from hayhooks.pipelines.load_threads import AbandonedLoads
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry, overran_timeout
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.source import Entry, PipelineSource
+from hayhooks.system import release_memory
 
 logger = logging.getLogger("hayhooks.reload")
 
@@ -93,14 +94,14 @@ class Reconciler:
         """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""
         async with self._name_locks[name]:
             if entry is not None:
-                if self.registry.target(name) != entry.revision:
-                    await self._load_and_swap(entry)
+                if self.registry.target(name) != entry.revision and await self._load_and_swap(entry):
+                    release_memory()  # what the swap or the failure left, now that no frame of ours holds it
             elif error is not None:
                 status = self.registry.status(name)
                 if status is None or status.error != error:
                     self.registry.fail(name, None, error)
-            elif await self._confirmed_absent(name):
-                self._unserve(name)
+            elif await self._confirmed_absent(name) and self._unserve(name):
+                release_memory()
 
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
@@ -115,11 +116,13 @@ class Reconciler:
                 self.abandoned.add(entry.name, entry.revision, thread)
                 raise LoadTimeout(f"{overran} and could not be stopped (blocked outside Python code)") from error
 
-    async def _load_and_swap(self, entry: Entry) -> None:
+    async def _load_and_swap(self, entry: Entry) -> bool:
+        """Load ``entry`` and serve it if it loaded; return whether that left garbage behind: a replaced
+        revision, or the modules and traceback of a load that failed."""
         previous = self.registry.get(entry.name)
         if stuck := await asyncio.to_thread(self._known_stuck, entry):
             self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
-            return
+            return False
         self.registry.mark_loading(entry.name, entry.revision, entry.kind)
         started = time.perf_counter()
         try:
@@ -135,7 +138,7 @@ class Reconciler:
                 message,
                 extra=_reload_fields(entry, previous, started),
             )
-            return
+            return True
         self.registry.swap(loaded)
         if previous is not None:
             previous.unload()
@@ -148,17 +151,20 @@ class Reconciler:
             fields["load_seconds"],
             extra=fields,
         )
+        return previous is not None
 
     async def _confirmed_absent(self, name: str) -> bool:
         """An entry can vanish for an instant during a non-atomic replace; look twice before undeploying."""
         await asyncio.sleep(_ABSENCE_CONFIRM_SECONDS)
         return not await asyncio.to_thread(self.source.exists, name)
 
-    def _unserve(self, name: str) -> None:
+    def _unserve(self, name: str) -> bool:
+        """Stop serving ``name``; return whether a revision was served."""
         removed = self.registry.remove(name)
         if removed is not None:
             removed.unload()
             logger.info("pipeline %s: removed (was %s)", name, removed.revision)
+        return removed is not None
 
 
 def _reload_fields(entry: Entry, previous: LoadedPipeline | None, started: float) -> dict[str, Any]:

@@ -514,3 +514,37 @@ class PipelineWrapper(BasePipelineWrapper):
         """Echo the text and the version."""
         return f"{{text}} {{VERSION}}"
 '''
+
+# A revision that holds a large module-level object and tells which revisions' markers this worker
+# still keeps alive: one weak registry per process (on ``sys``, which outlives every revision).
+TRACKED = '''
+import gc
+import os
+import sys
+import time
+import weakref
+
+from hayhooks import BasePipelineWrapper
+
+
+class Marker:
+    pass
+
+
+MARKER = Marker()
+BLOB = bytes({blob_bytes})
+VERSION = {version!r}
+ALIVE = sys.__dict__.setdefault("hayhooks_test_markers", weakref.WeakValueDictionary())
+ALIVE[VERSION] = MARKER
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+
+    def run_api(self, delay: float = 0.0) -> dict:
+        """The versions whose module-level objects this worker still holds."""
+        time.sleep(delay)
+        gc.collect()
+        return {{"pid": os.getpid(), "alive": sorted(ALIVE, key=int)}}
+'''
