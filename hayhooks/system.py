@@ -6,7 +6,7 @@ import functools
 import gc
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -39,6 +39,21 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(count: int) -> None:
+    """Cap glibc's C heap arenas at ``count`` (0 or ``MALLOC_ARENA_MAX`` in the environment: leave them).
+
+    glibc gives threads arenas of their own, up to 8 per core; every load thread and request thread
+    that lands on a fresh one grows it to its own high-water mark, which trimming cannot return while
+    live blocks are scattered in it. Called before a worker starts threads, so it covers them all.
+    """
+    if count and "MALLOC_ARENA_MAX" not in os.environ:
+        with suppress(OSError, AttributeError):  # not glibc: nothing to cap
+            ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count)
 
 
 def freeze_start_up_objects() -> None:

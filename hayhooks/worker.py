@@ -27,7 +27,7 @@ from hayhooks.pipelines.source import PipelineSource
 from hayhooks.pipelines.streaming import configure_streaming
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
 from hayhooks.settings import Settings
-from hayhooks.system import freeze_start_up_objects
+from hayhooks.system import freeze_start_up_objects, limit_malloc_arenas
 
 logger = logging.getLogger("hayhooks.worker")
 
@@ -39,6 +39,7 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        limit_malloc_arenas(settings.malloc_arena_max)
         _extend_python_path(settings.additional_python_path)
         configure_streaming(settings.streaming_components)
         self.source = PipelineSource(Path(settings.pipelines_dir).absolute())
