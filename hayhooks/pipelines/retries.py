@@ -5,11 +5,14 @@ Each worker retries on its own schedule; the jitter keeps workers that saw one f
 """
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger("hayhooks.reload")
 
 _MAX_DOUBLINGS = 64  # past this the cap has long been reached; keeps 2**n a small number
 
@@ -60,4 +63,9 @@ class RetryTimers:
         self._timers.pop(name, None)
         task = asyncio.create_task(retry(), name=f"hayhooks-retry-{name}")
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug of ours: say so, as run_forever does
+            logger.error("retry of %s failed", task.get_name(), exc_info=task.exception())

@@ -22,6 +22,30 @@ from tests.unit.core.test_reconciler import SLEEPS_IN_SETUP, until
 
 QUICK = Backoff(first=0.05, cap=0.1)
 
+# setup() fails at once on its first load; its second (the retry) waits for ``gate`` (5 s at most), then fails.
+SLOW_RETRY = """
+import os
+import time
+from pathlib import Path
+
+from hayhooks import BasePipelineWrapper
+
+MARKS = Path({marks!r})
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        with MARKS.open("a") as marks:
+            marks.write("x")
+        deadline = time.monotonic() + 5
+        while MARKS.stat().st_size > 1 and not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise ConnectionError("index not reachable yet")
+
+    def run_api(self) -> str:
+        return "never"
+"""
+
 # --- which failures may pass on a retry ----------------------------------------------------------------
 
 OWN_MODULE_MISSING = "from .nowhere import thing\n"
@@ -158,6 +182,27 @@ def test_a_syntax_error_is_not_retried(source, pipelines_dir):
         assert (before.state, before.attempts, before.next_retry_at) == ("failed", 1, None)
         await until(lambda: registry.status("down").attempts >= 4)  # retries do run meanwhile
         assert registry.status("broken") == before
+        await reconciler.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_full_pass_does_not_wait_for_a_retry_in_flight(source, pipelines_dir, tmp_path):
+    """One bad entry never delays the others: a pass that finds the revision a retry is loading leaves it be."""
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    write_wrapper(pipelines_dir, "slow", SLOW_RETRY.format(marks=str(marks), gate=str(gate)), files={})
+
+    async def scenario():
+        reconciler = reconciler_for(source)
+        registry = reconciler.registry
+        await reconciler.reconcile()
+        await until(lambda: marks.exists() and marks.stat().st_size == 2)  # the retry is in its setup()
+        write_wrapper(pipelines_dir, "other", versioned("1"))
+        await reconciler.reconcile()
+        assert registry.status("other").state == "ready"
+        assert registry.status("slow").attempts == 1  # the pass ended while the retry still waits for its gate
+        gate.touch()
+        await until(lambda: registry.status("slow").attempts == 2)
         await reconciler.stop()
 
     asyncio.run(scenario())
