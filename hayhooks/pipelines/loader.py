@@ -74,8 +74,8 @@ def may_pass_on_retry(error: BaseException, own: Path | None) -> bool:
 
     Not retried (the pipeline's own files are wrong): a syntax error in them; an import of a module
     of the pipeline's folder (``own``; None for a YAML pipeline, which has no code of its own) that
-    is missing, or of a name it lacks; a YAML component type
-    Haystack does not know, or not allowed; a YAML component given arguments it does not take.
+    is missing, or of a name it lacks; a YAML component type Haystack does not know, or does not
+    allow; a YAML component given arguments it does not take.
     Retried: anything else ``setup()``, module code or a YAML component's init raises (a service not
     up yet), and import or syntax errors outside the folder (a package installed, a shared module
     on ``HAYHOOKS_ADDITIONAL_PYTHON_PATH`` fixed: no change of the pipeline's files would say so).
