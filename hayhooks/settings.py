@@ -81,6 +81,17 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds a pipeline may take to import and set up before its load fails."
     )
     load_threads: int = Field(2, ge=1, le=32, description="Threads per worker that load pipelines.")
+    load_retry: bool = Field(
+        True,
+        description="Try a load that failed for a reason that may pass (setup() raised, a timeout, a missing module "
+        "outside the pipeline's folder) again, with backoff, without waiting for a file change.",
+    )
+    load_retry_delay: float = Field(
+        1.0, gt=0, description="Seconds before the first retry of a failed load; each further one waits twice as long."
+    )
+    load_retry_max_delay: float = Field(
+        300.0, gt=0, description="Longest wait between retries, before the ±50% random spread each one gets."
+    )
 
     yaml_result: Literal["raw", "outputs"] = Field(
         "raw",

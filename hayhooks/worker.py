@@ -23,6 +23,7 @@ from hayhooks.pipelines.deployer import Deployer, DeployLimits
 from hayhooks.pipelines.loader import import_haystack_core, load_entry
 from hayhooks.pipelines.reconciler import Reconciler
 from hayhooks.pipelines.registry import PipelineRegistry
+from hayhooks.pipelines.retries import Backoff
 from hayhooks.pipelines.source import PipelineSource
 from hayhooks.pipelines.streaming import configure_streaming
 from hayhooks.pipelines.watcher import DirectoryWatcher, rescan_periodically
@@ -51,6 +52,7 @@ class Worker:
             load_threads=settings.load_threads,
             load=functools.partial(load_entry, yaml_result=settings.yaml_result),
             known_stuck=lambda entry: self.board.stuck(entry.name, entry.revision),
+            retry=Backoff(settings.load_retry_delay, settings.load_retry_max_delay) if settings.load_retry else None,
         )
         limits = DeployLimits(
             files=settings.deploy_max_files,
@@ -132,6 +134,7 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.reconciler.stop()
         self._stopped = True
         await asyncio.to_thread(self._board_writer.shutdown)
         await asyncio.to_thread(self.board.withdraw)
@@ -141,7 +144,13 @@ class Worker:
         if self._stopped:
             return
         served = {
-            status.name: {"revision": status.revision, "state": status.state} for status in self.registry.statuses()
+            status.name: {
+                "revision": status.revision,
+                "state": status.state,
+                "attempts": status.attempts,
+                "next_retry_at": status.next_retry_at,
+            }
+            for status in self.registry.statuses()
         }
         self._board_writer.submit(
             self.board.publish, served, ready=self.ready, abandoned_loads=self._abandoned, retiring=self.retiring

@@ -114,6 +114,10 @@ class AbandonedLoads:
         load.look()
         self._loads.append(load)
 
+    def holds(self, name: str, revision: str) -> bool:
+        """Whether an abandoned load of this revision still runs."""
+        return any(load.name == name and load.revision == revision and load.thread.is_alive() for load in self._loads)
+
     def look(self) -> list[AbandonedLoad]:
         """Forget the loads whose threads ended, update the others' :attr:`~AbandonedLoad.burning`."""
         self._loads = [load for load in self._loads if load.thread.is_alive()]

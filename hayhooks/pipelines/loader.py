@@ -58,7 +58,45 @@ _HAYSTACK_CORE = ("haystack", "haystack.dataclasses", "haystack.components", "ha
 
 
 class PipelineLoadError(Exception):
-    """A pipeline that could not be loaded; the message is meant for the user."""
+    """A pipeline that could not be loaded; the message is meant for the user.
+
+    ``retryable``: the same files may load on a later try (see :func:`may_pass_on_retry`); false when
+    only a change of the pipeline's files can help, so a worker does not try them again until then.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def may_pass_on_retry(error: BaseException, own: Path | None) -> bool:
+    """Whether a load that raised ``error`` may succeed with the same files: the one rule of what is retried.
+
+    Not retried (the pipeline's own files are wrong): a syntax error in them; an import of a module
+    of the pipeline's folder (``own``; None for a YAML pipeline, which has no code of its own) that
+    is missing, or of a name it lacks; a YAML component type Haystack does not know, or does not
+    allow; a YAML component given arguments it does not take.
+    Retried: anything else ``setup()``, module code or a YAML component's init raises (a service not
+    up yet), and import or syntax errors outside the folder (a package installed, a shared module
+    on ``HAYHOOKS_ADDITIONAL_PYTHON_PATH`` fixed: no change of the pipeline's files would say so).
+    Loads that fail on their own shape (no ``PipelineWrapper``, bad YAML) raise ``retryable=False``.
+    """
+    from haystack.core.errors import DeserializationError, PipelineError
+
+    if isinstance(error, SyntaxError):  # IndentationError and TabError too
+        return not _path_inside(error.filename, own)
+    if isinstance(error, ImportError):
+        own_package = (error.name or "").partition(".")[0] == _PACKAGE_PREFIX
+        return not (own_package or _path_inside(error.path, own))
+    if isinstance(error, PipelineError):  # an unknown component type, a bad connection
+        return False
+    if isinstance(error, DeserializationError):  # not allowed (no cause), or the component's from_dict/init raised
+        return error.__cause__ is not None and not isinstance(error.__cause__, TypeError)
+    return True
+
+
+def _path_inside(path: str | None, folder: Path | None) -> bool:
+    return bool(path) and folder is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
 def overran_timeout(name: str, timeout: float) -> str:
@@ -148,7 +186,9 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             wrapper = wrapper_class()
             wrapper.setup()
         except USER_ERRORS as error:
-            raise PipelineLoadError(f"setup() of '{entry.name}' failed: {describe(error)}") from error
+            raise PipelineLoadError(
+                f"setup() of '{entry.name}' failed: {describe(error)}", retryable=may_pass_on_retry(error, folder)
+            ) from error
         try:
             bound = {role: getattr(wrapper, method) for role, method in methods.items() if method}
             calls = {role: _caller(method) for role, method in bound.items()}
@@ -242,7 +282,10 @@ def _import_wrapper_module(name: str, folder: Path, package: str) -> tuple[Any, 
         except BaseException as error:
             _forget(_own_modules(package, folder, before))
             if isinstance(error, USER_ERRORS):
-                raise PipelineLoadError(f"Failed to import {WRAPPER_FILE} of '{name}': {describe(error)}") from error
+                raise PipelineLoadError(
+                    f"Failed to import {WRAPPER_FILE} of '{name}': {describe(error)}",
+                    retryable=may_pass_on_retry(error, folder),
+                ) from error
             raise
         finally:
             if absolute:
@@ -264,7 +307,11 @@ class _SourceLoader(importlib.machinery.SourceFileLoader):
     """
 
     def get_code(self, fullname: str) -> Any:
-        return self.source_to_code(self.get_data(self.path), self.path)
+        try:
+            return self.source_to_code(self.get_data(self.path), self.path)
+        except SyntaxError as error:  # one over null bytes names no file: it is this one, so it is not retried
+            error.filename = error.filename or self.path
+            raise
 
 
 def _use_source_finders(folder: Path) -> list[str]:
@@ -320,14 +367,9 @@ def _own_modules(package: str, folder: Path, before: set[str]) -> tuple[str, ...
     def own(module_name: str) -> bool:
         if module_name.startswith(_PACKAGE_PREFIX):
             return module_name == package or module_name.startswith(f"{package}.")
-        return _is_inside(sys.modules.get(module_name), folder)
+        return _path_inside(getattr(sys.modules.get(module_name), "__file__", None), folder)
 
     return tuple(filter(own, set(sys.modules) - before))
-
-
-def _is_inside(module: Any, folder: Path) -> bool:
-    module_file = getattr(module, "__file__", None)
-    return bool(module_file) and Path(module_file).resolve().is_relative_to(folder.resolve())
 
 
 def _forget(modules: tuple[str, ...]) -> None:
@@ -410,7 +452,9 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result:
     try:
         pipeline = Pipeline.from_dict(definition.pipeline)
     except USER_ERRORS as error:
-        raise PipelineLoadError(f"Cannot build pipeline '{name}': {describe(error)}") from error
+        raise PipelineLoadError(
+            f"Cannot build pipeline '{name}': {describe(error)}", retryable=may_pass_on_retry(error, None)
+        ) from error
 
     def sockets(path: str, direction: str) -> dict[str, Any]:
         component, _ = _split(path)

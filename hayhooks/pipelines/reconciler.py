@@ -5,7 +5,8 @@ by a timeout: a load that overruns it is stopped, or, when it cannot be, kept in
 for the worker to report (and to retire over, if it burns a core). A revision is swapped in only
 once it loaded; a failed load leaves the last good one serving. Full passes never overlap and each
 starts from a fresh scan; each name is settled by one pass at a time, so a deploy that settles its
-own entry waits for no other entry's load.
+own entry waits for no other entry's load. A load that failed for a reason that may pass is tried
+again, per name, after a backoff, as long as the directory still holds that revision.
 """
 
 import asyncio
@@ -20,6 +21,7 @@ from hayhooks.pipelines import load_threads
 from hayhooks.pipelines.load_threads import AbandonedLoads
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineLoadError, load_entry, overran_timeout
 from hayhooks.pipelines.registry import PipelineRegistry
+from hayhooks.pipelines.retries import Backoff, RetryTimers
 from hayhooks.pipelines.source import Entry, PipelineSource
 from hayhooks.system import release_memory
 
@@ -44,6 +46,7 @@ class Reconciler:
         load_threads: int,
         load: Callable[[Entry], LoadedPipeline] = load_entry,
         known_stuck: Callable[[Entry], str | None] = lambda _entry: None,
+        retry: Backoff | None = None,
     ):
         self.source = source
         self.registry = registry
@@ -56,6 +59,9 @@ class Reconciler:
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._requested = asyncio.Event()
         self._ready = False
+        self._backoff = retry  # None: a failed load waits for a file change
+        self._retries = RetryTimers()
+        self._retrying: dict[str, str] = {}  # name -> the revision a retry is loading right now
 
     def request(self) -> None:
         """Ask for a reconcile soon; many requests before it starts coalesce into one."""
@@ -90,18 +96,54 @@ class Reconciler:
         entry, error = await asyncio.to_thread(self.source.scan_one, name)
         await self._settle(name, entry, error)
 
+    async def stop(self) -> None:
+        """Cancel every pending and running retry: the worker is stopping."""
+        await self._retries.cancel_all()
+
     async def _settle(self, name: str, entry: Entry | None, error: str | None) -> None:
         """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""
+        if entry is not None and self._retrying.get(name) == entry.revision:
+            return  # a retry is loading this very revision: nothing to add, and no pass waits for it
         async with self._name_locks[name]:
             if entry is not None:
-                if self.registry.target(name) != entry.revision and await self._load_and_swap(entry):
-                    release_memory()  # what the swap or the failure left, now that no frame of ours holds it
+                if self.registry.target(name) != entry.revision:
+                    self._retries.cancel(name)  # a new revision: its own first try, now
+                    if await self._load_and_swap(entry):
+                        release_memory()  # what the swap or the failure left, now that no frame of ours holds it
             elif error is not None:
+                self._retries.cancel(name)
                 status = self.registry.status(name)
                 if status is None or status.error != error:
                     self.registry.fail(name, None, error)
-            elif await self._confirmed_absent(name) and self._unserve(name):
-                release_memory()
+            elif await self._confirmed_absent(name):
+                self._retries.cancel(name)
+                if self._unserve(name):
+                    release_memory()
+
+    async def _retry(self, name: str, revision: str, step: int) -> None:
+        """Try ``revision`` of ``name`` again, if it is still the failed target and the directory's revision."""
+        async with self._name_locks[name]:
+            status = self.registry.status(name)
+            if status is None or status.state != "failed" or status.target != revision:
+                return  # settled otherwise meanwhile
+            if self.abandoned.holds(name, revision):  # its timed-out load still runs: a retry would start a second
+                self.registry.retry_at(name, self._schedule_retry(name, revision, step + 1))
+                return
+            entry, _ = await asyncio.to_thread(self.source.scan_one, name)
+            if entry is None or entry.revision != revision:
+                self.request()  # the files changed and the watcher has not said so yet: the normal path takes it
+                return
+            self._retrying[name] = revision
+            try:
+                if await self._load_and_swap(entry, attempt=status.attempts + 1):
+                    release_memory()
+            finally:
+                del self._retrying[name]
+
+    def _schedule_retry(self, name: str, revision: str, step: int) -> float:
+        """Retry after the backoff of ``step`` failed tries; return when (epoch seconds)."""
+        assert self._backoff is not None
+        return self._retries.schedule(name, self._backoff.delay(step), lambda: self._retry(name, revision, step))
 
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
@@ -112,34 +154,45 @@ class Reconciler:
             except TimeoutError as error:
                 overran = overran_timeout(entry.name, self.load_timeout)
                 if await load_threads.stop(thread):
-                    raise LoadTimeout(f"{overran}; stopped") from error
-                self.abandoned.add(entry.name, entry.revision, thread)
-                raise LoadTimeout(f"{overran} and could not be stopped (blocked outside Python code)") from error
+                    raise LoadTimeout(f"{overran}; stopped", retryable=True) from error
+                self.abandoned.add(entry.name, entry.revision, thread)  # retried only once this thread ended
+                raise LoadTimeout(
+                    f"{overran} and could not be stopped (blocked outside Python code)", retryable=True
+                ) from error
 
-    async def _load_and_swap(self, entry: Entry) -> bool:
-        """Load ``entry`` and serve it if it loaded; return whether that left garbage behind: a replaced
-        revision, or the modules and traceback of a load that failed."""
+    async def _load_and_swap(self, entry: Entry, attempt: int = 1) -> bool:
+        """Load ``entry`` (try number ``attempt`` of its revision) and serve it if it loaded; return whether
+        that left garbage behind: a replaced revision, or the modules and traceback of a load that failed."""
         previous = self.registry.get(entry.name)
         if stuck := await asyncio.to_thread(self._known_stuck, entry):
-            self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
+            # never retried: it would stick again
+            self.registry.fail(entry.name, entry.revision, stuck, entry.kind, attempts=attempt - 1)
             return False
-        self.registry.mark_loading(entry.name, entry.revision, entry.kind)
+        if attempt == 1:  # a retry leaves the failure in status until it is settled
+            self.registry.mark_loading(entry.name, entry.revision, entry.kind)
         started = time.perf_counter()
         try:
             loaded = await self.load(entry)
         except Exception as error:
             message = str(error) if isinstance(error, PipelineLoadError) else describe(error)
-            self.registry.fail(entry.name, entry.revision, message, entry.kind)
+            # an error outside the loader's own checks (a file read as it was replaced) may pass too
+            retryable = self._backoff is not None and (not isinstance(error, PipelineLoadError) or error.retryable)
+            retry_at = self._schedule_retry(entry.name, entry.revision, attempt) if retryable else None
+            self.registry.fail(
+                entry.name, entry.revision, message, entry.kind, attempts=attempt, next_retry_at=retry_at
+            )
             logger.warning(
-                "pipeline %s: revision %s failed to load, %s: %s",
+                "pipeline %s: revision %s failed to load (attempt %d), %s: %s; %s",
                 entry.name,
                 entry.revision,
+                attempt,
                 f"still serving {previous.revision}" if previous else "not served",
                 message,
-                extra=_reload_fields(entry, previous, started),
+                f"retrying in {retry_at - time.time():.1f}s" if retry_at else "not retried until its files change",
+                extra={**_reload_fields(entry, previous, started), "attempts": attempt, "next_retry_at": retry_at},
             )
             return True
-        self.registry.swap(loaded)
+        self.registry.swap(loaded, attempts=attempt)
         if previous is not None:
             previous.unload()
         fields = _reload_fields(entry, previous, started)

@@ -27,6 +27,8 @@ class PipelineStatus:
     description: str = ""
     updated_at: float = 0.0
     load_seconds: float | None = None
+    attempts: int = 0  # loads of ``target`` this worker tried (retries included)
+    next_retry_at: float | None = None  # epoch seconds of the next try of ``target``; None: none without a file change
 
     def as_dict(self) -> dict:
         return {
@@ -39,6 +41,8 @@ class PipelineStatus:
             "description": self.description,
             "updated_at": self.updated_at,
             "load_seconds": self.load_seconds,
+            "attempts": self.attempts,
+            "next_retry_at": self.next_retry_at,
         }
 
 
@@ -94,10 +98,12 @@ class PipelineRegistry:
     def mark_loading(self, name: str, target: str, kind: str) -> None:
         """A load of revision ``target`` started; whatever is served keeps serving meanwhile."""
         current = self._status.get(name) or PipelineStatus(name=name, state="loading", revision=None, target=None)
-        self._set_status(replace(current, state="loading", target=target, kind=kind, error=None))
+        self._set_status(
+            replace(current, state="loading", target=target, kind=kind, error=None, attempts=0, next_retry_at=None)
+        )
 
-    def swap(self, loaded: LoadedPipeline) -> LoadedPipeline | None:
-        """Serve ``loaded``; return the revision it replaced. One reference assignment."""
+    def swap(self, loaded: LoadedPipeline, attempts: int = 1) -> LoadedPipeline | None:
+        """Serve ``loaded``, which loaded at try ``attempts``; return the revision it replaced. One assignment."""
         previous = self._serving.get(loaded.name)
         self._serving = {**self._serving, loaded.name: loaded}
         self._set_status(
@@ -109,12 +115,23 @@ class PipelineRegistry:
                 kind=loaded.kind,
                 description=loaded.description,
                 load_seconds=round(loaded.load_seconds, 4),
+                attempts=attempts,
             )
         )
         return previous
 
-    def fail(self, name: str, target: str | None, error: str, kind: str | None = None) -> None:
-        """Record a failed load; the last good revision, if any, keeps serving."""
+    def fail(
+        self,
+        name: str,
+        target: str | None,
+        error: str,
+        kind: str | None = None,
+        *,
+        attempts: int = 0,
+        next_retry_at: float | None = None,
+    ) -> None:
+        """Record a failed load (``attempts`` tries of ``target`` so far, the next one due at ``next_retry_at``);
+        the last good revision, if any, keeps serving."""
         current = self._status.get(name)
         serving = self._serving.get(name)
         self._set_status(
@@ -126,8 +143,14 @@ class PipelineRegistry:
                 kind=kind or (current.kind if current else None),
                 error=error,
                 description=serving.description if serving else "",
+                attempts=attempts,
+                next_retry_at=next_retry_at,
             )
         )
+
+    def retry_at(self, name: str, when: float) -> None:
+        """The next try of a failed load is now due at ``when`` (epoch seconds)."""
+        self._set_status(replace(self._status[name], next_retry_at=when))
 
     def remove(self, name: str) -> LoadedPipeline | None:
         """Stop serving ``name`` and forget it; return what was served."""

@@ -431,6 +431,60 @@ def test_a_same_size_edit_within_one_second_runs_the_new_code(directory: Path, t
         assert versions_by_worker(server, "ver") == {pid: {"v2"} for pid in server.worker_pids()}
 
 
+# --- self-healing loads ------------------------------------------------------------------------------
+
+QUICK_RETRIES = {"HAYHOOKS_LOAD_RETRY_DELAY": "0.3", "HAYHOOKS_LOAD_RETRY_MAX_DELAY": "0.6"}
+
+
+def test_a_setup_that_fails_twice_ends_ready_in_every_worker_without_a_file_change(directory: Path, tmp_path: Path):
+    """A setup() whose service answers only from its third call in each process: every worker retries on
+    its own, with backoff, and ends serving that very revision; its /status says it took 3 tries."""
+    counts = tmp_path / "counts"  # outside the pipelines directory: the marks change no revision
+    with gunicorn(directory, tmp_path, workers=3, **QUICK_RETRIES) as server:
+        samples.write_wrapper(directory, "flaky", samples.flaky_setup(counts, failures=2), files={})
+        revision = disk_revision(directory, "flaky")
+
+        def ready_on_its_third_try(answer: dict) -> bool:
+            flaky = details(answer, "flaky")
+            return (flaky.get("state"), flaky.get("target_revision"), flaky.get("attempts")) == ("ready", revision, 3)
+
+        answers = every_worker_status(server, ready_on_its_third_try)
+        for answer in answers.values():
+            flaky = details(answer, "flaky")
+            assert (flaky["revision"], flaky["error"], flaky["next_retry_at"]) == (revision, None, None), flaky
+        assert disk_revision(directory, "flaky") == revision
+        assert every_worker_serves(server, "flaky", {}, revision)
+        tries = {int(marks.name): marks.stat().st_size for marks in counts.iterdir()}
+        assert tries == dict.fromkeys(server.worker_pids(), 3), tries  # two failed loads and one good, per worker
+        assert all(w["pipelines"]["flaky"]["attempts"] == 3 for w in cluster(server)["workers"])
+
+
+def test_a_syntax_error_is_not_retried_while_a_failing_setup_is(directory: Path, tmp_path: Path):
+    """Only a change of its files can mend a syntax error: no worker loads it again, over many retry
+    periods in which the same workers keep retrying a setup() that raises."""
+    with gunicorn(directory, tmp_path, workers=3, **QUICK_RETRIES) as server:
+        samples.write_wrapper(directory, "broken", samples.SYNTAX_ERROR, files={})
+        samples.write_wrapper(directory, "down", samples.SETUP_FAILS, files={})
+
+        def both_failed(answer: dict) -> bool:
+            broken, down = details(answer, "broken"), details(answer, "down")
+            return broken.get("state") == "failed" and down.get("attempts", 0) >= 2
+
+        before = every_worker_status(server, both_failed)
+        for answer in before.values():
+            broken = details(answer, "broken")
+            assert (broken["attempts"], broken["next_retry_at"]) == (1, None) and "SyntaxError" in broken["error"]
+            assert details(answer, "down")["next_retry_at"] is not None
+
+        def down_retried_twice_more(answer: dict) -> bool:
+            earlier = details(before[answer["worker"]["pid"]], "down")["attempts"]
+            return details(answer, "down")["attempts"] >= earlier + 2
+
+        after = every_worker_status(server, down_retried_twice_more)
+        for pid, answer in after.items():
+            assert details(answer, "broken") == details(before[pid], "broken")  # not tried again, not even touched
+
+
 # --- parallel deploys and undeploys -------------------------------------------------------------
 
 

@@ -548,3 +548,32 @@ class PipelineWrapper(BasePipelineWrapper):
         gc.collect()
         return {{"pid": os.getpid(), "alive": sorted(ALIVE, key=int)}}
 '''
+
+# setup() fails the first ``failures`` loads in each process, as one whose service is not up yet; every
+# load leaves a mark in ``counts/<pid>``, outside the pipeline's folder, so its revision never changes.
+FLAKY_SETUP = '''
+import os
+from pathlib import Path
+
+from hayhooks import BasePipelineWrapper
+
+TRIES = Path({counts!r}) / str(os.getpid())
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        with TRIES.open("a") as marks:
+            marks.write("x")
+        if TRIES.stat().st_size <= {failures}:
+            raise ConnectionError("index not reachable yet")
+
+    def run_api(self) -> int:
+        """How many loads this process tried."""
+        return TRIES.stat().st_size
+'''
+
+
+def flaky_setup(counts: Path, failures: int) -> str:
+    """Wrapper code whose setup() fails its first ``failures`` loads in each process (marks in ``counts``)."""
+    counts.mkdir(parents=True, exist_ok=True)
+    return wrapper_code(FLAKY_SETUP, counts=str(counts), failures=str(failures))

@@ -21,6 +21,10 @@ class PipelineState(BaseModel):
     description: str = ""
     updated_at: float
     load_seconds: float | None = None
+    attempts: int = Field(0, description="Loads of target_revision this worker tried, retries included")
+    next_retry_at: float | None = Field(
+        None, description="When this worker tries target_revision again (epoch seconds); null: not before a file change"
+    )
 
 
 class StatusResponse(BaseModel):
