@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds a pipeline may take to import and set up before its load fails."
     )
     load_threads: int = Field(2, ge=1, le=32, description="Threads per worker that load pipelines.")
+    max_workers_loading: int = Field(
+        0,
+        ge=0,
+        description="Workers of one server (one runtime folder) that load the same pipeline at once; the others "
+        "keep serving its old revision until a turn frees, so a reload's memory peak is this many extra copies, "
+        "not one per worker. Cold starts take turns too. 0: no cap.",
+    )
 
     yaml_result: Literal["raw", "outputs"] = Field(
         "raw",

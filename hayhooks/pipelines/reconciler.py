@@ -5,10 +5,12 @@ by a timeout: a load that overruns it is stopped, or, when it cannot be, kept in
 for the worker to report (and to retire over, if it burns a core). A revision is swapped in only
 once it loaded; a failed load leaves the last good one serving. Full passes never overlap and each
 starts from a fresh scan; each name is settled by one pass at a time, so a deploy that settles its
-own entry waits for no other entry's load.
+own entry waits for no other entry's load. A load may wait for a turn among the server's workers
+(``turn``), held until the old revision is released: the load timeout counts from the turn on.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -32,6 +34,16 @@ class LoadTimeout(PipelineLoadError):
     pass
 
 
+# A turn to load pipeline ``name`` among the workers of a server: entered before the load, left once
+# the old revision is released; calls its second argument once if the load must wait for it.
+Turn = Callable[[str, Callable[[], None]], contextlib.AbstractAsyncContextManager[None]]
+
+
+def no_turns(_name: str, _on_wait: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
+    """Every worker loads whenever it likes."""
+    return contextlib.nullcontext()
+
+
 class Reconciler:
     """Follows one :class:`PipelineSource` into one :class:`PipelineRegistry`."""
 
@@ -44,11 +56,13 @@ class Reconciler:
         load_threads: int,
         load: Callable[[Entry], LoadedPipeline] = load_entry,
         known_stuck: Callable[[Entry], str | None] = lambda _entry: None,
+        turn: Turn = no_turns,
     ):
         self.source = source
         self.registry = registry
         self._load = load
         self._known_stuck = known_stuck  # why a revision is not to be loaded again: it got stuck before
+        self._turn = turn
         self.abandoned = AbandonedLoads()
         self.load_timeout = load_timeout
         self._load_slots = asyncio.Semaphore(load_threads)
@@ -94,8 +108,8 @@ class Reconciler:
         """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""
         async with self._name_locks[name]:
             if entry is not None:
-                if self.registry.target(name) != entry.revision and await self._load_and_swap(entry):
-                    release_memory()  # what the swap or the failure left, now that no frame of ours holds it
+                if self.registry.target(name) != entry.revision and not await self._failed_stuck(entry):
+                    await self._load_in_turn(entry)
             elif error is not None:
                 status = self.registry.status(name)
                 if status is None or status.error != error:
@@ -116,13 +130,28 @@ class Reconciler:
                 self.abandoned.add(entry.name, entry.revision, thread)
                 raise LoadTimeout(f"{overran} and could not be stopped (blocked outside Python code)") from error
 
+    async def _failed_stuck(self, entry: Entry) -> bool:
+        """Fail ``entry`` without loading it if a load of that revision got stuck before; whether it did."""
+        if stuck := await asyncio.to_thread(self._known_stuck, entry):
+            self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
+            return True
+        return False
+
+    async def _load_in_turn(self, entry: Entry) -> None:
+        """Load and swap ``entry`` in a turn among the workers, which ends only once the old revision's
+        memory is released: that bounds how many copies of the pipeline a server holds at once."""
+
+        def waiting() -> None:
+            self.registry.mark_loading(entry.name, entry.revision, entry.kind, state="waiting")
+
+        async with self._turn(entry.name, waiting):
+            if await self._load_and_swap(entry):
+                release_memory()  # what the swap or the failure left, now that no frame of ours holds it
+
     async def _load_and_swap(self, entry: Entry) -> bool:
         """Load ``entry`` and serve it if it loaded; return whether that left garbage behind: a replaced
         revision, or the modules and traceback of a load that failed."""
         previous = self.registry.get(entry.name)
-        if stuck := await asyncio.to_thread(self._known_stuck, entry):
-            self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
-            return False
         self.registry.mark_loading(entry.name, entry.revision, entry.kind)
         started = time.perf_counter()
         try:
