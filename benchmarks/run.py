@@ -15,6 +15,8 @@ Each scenario starts the servers it needs on free 127.0.0.1 ports, each in its o
     mcp          a tool call over /mcp vs the same /echo/run call; cpu_heavy tool calls/s over /mcp, 2 workers vs 1
     churn        (only when named) 10 min soak, 4 workers, 8 clients while pipelines are redeployed, broken,
                  fixed, undeployed, re-added and edited; writes results/churn.md and churn.json
+    reload-peak  (only when named) peak PSS of 4 workers reloading a 256 MiB pipeline, with
+                 HAYHOOKS_MAX_WORKERS_LOADING unset and 1; writes results/reload-peak.md and .json
 
 Usage (stdlib only: run it with any Python 3.11+; the servers run from their own venvs)::
 
@@ -77,6 +79,7 @@ from benchmarks.probe import (  # noqa: E402
     says,
     until_every_worker,
 )
+from benchmarks.reload_peak import reload_peak  # noqa: E402
 from benchmarks.streaming import StreamTiming, time_stream  # noqa: E402
 from benchmarks.throughput import measure_throughput, other_load_note, typical  # noqa: E402
 from benchmarks.uploads import UploadTiming, time_uploads  # noqa: E402
@@ -84,8 +87,8 @@ from hayhooks.bench.server import signals_end_the_run  # noqa: E402
 
 REFERENCE_VERSION = "2.1.0"
 SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload", "mcp")
-ON_REQUEST = ("churn",)  # run only when named; each writes results/NAME.md and NAME.json when run alone
-ONLY_OURS = {"propagation", "mcp", "churn"}  # scenarios that never start the published Hayhooks
+ON_REQUEST = ("churn", "reload-peak")  # run only when named; each writes results/NAME.md and NAME.json when run alone
+ONLY_OURS = {"propagation", "mcp", "churn", "reload-peak"}  # scenarios that never start the published Hayhooks
 CPU_BODY: dict[str, Any] = {}
 KINDS = ("plain", "ours", "reference")  # the servers of the overhead scenario, in table order
 
@@ -681,6 +684,11 @@ def scenario_churn(opts: Options) -> Section:
     return Section("churn", *churn_soak(opts))
 
 
+def scenario_reload_peak(opts: Options) -> Section:
+    """The reload peak (``benchmarks/reload_peak.py``): PSS of 4 workers reloading a heavy pipeline, capped or not."""
+    return Section("reload-peak", *reload_peak(opts))
+
+
 SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "overhead": scenario_overhead,
     "propagation": scenario_propagation,
@@ -692,6 +700,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "upload": scenario_upload,
     "mcp": scenario_mcp,
     "churn": scenario_churn,
+    "reload-peak": scenario_reload_peak,
 }
 
 

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     load_retry_max_delay: float = Field(
         300.0, gt=0, description="Longest wait between retries, before the ±50% random spread each one gets."
     )
+    max_workers_loading: int = Field(
+        0,
+        ge=0,
+        description="Workers of one server (one runtime folder) that load the same pipeline at once; the others "
+        "keep serving its old revision until a turn frees, so a reload's memory peak is this many extra copies, "
+        "not one per worker. Cold starts take turns too. 0: no cap.",
+    )
 
     yaml_result: Literal["raw", "outputs"] = Field(
         "raw",

@@ -17,11 +17,12 @@ from pathlib import Path
 from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.checker import LoadChecker
 from hayhooks.cluster.files import FileStore, configure_file_store, files_dir
+from hayhooks.cluster.load_turns import LoadTurns
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
 from hayhooks.cluster.runtime import runtime_dir
 from hayhooks.pipelines.deployer import Deployer, DeployLimits
 from hayhooks.pipelines.loader import import_haystack_core, load_entry
-from hayhooks.pipelines.reconciler import Reconciler
+from hayhooks.pipelines.reconciler import Reconciler, no_turns
 from hayhooks.pipelines.registry import PipelineRegistry
 from hayhooks.pipelines.retries import Backoff
 from hayhooks.pipelines.source import PipelineSource
@@ -45,6 +46,7 @@ class Worker:
         configure_streaming(settings.streaming_components)
         self.source = PipelineSource(Path(settings.pipelines_dir).absolute())
         self.registry = PipelineRegistry()
+        cap = settings.max_workers_loading
         self.reconciler = Reconciler(
             self.source,
             self.registry,
@@ -53,6 +55,7 @@ class Worker:
             load=functools.partial(load_entry, yaml_result=settings.yaml_result),
             known_stuck=lambda entry: self.board.stuck(entry.name, entry.revision),
             retry=Backoff(settings.load_retry_delay, settings.load_retry_max_delay) if settings.load_retry else None,
+            turn=LoadTurns(runtime_dir(settings), cap).turn if cap else no_turns,
         )
         limits = DeployLimits(
             files=settings.deploy_max_files,

@@ -5,11 +5,14 @@ by a timeout: a load that overruns it is stopped, or, when it cannot be, kept in
 for the worker to report (and to retire over, if it burns a core). A revision is swapped in only
 once it loaded; a failed load leaves the last good one serving. Full passes never overlap and each
 starts from a fresh scan; each name is settled by one pass at a time, so a deploy that settles its
-own entry waits for no other entry's load. A load that failed for a reason that may pass is tried
-again, per name, after a backoff, as long as the directory still holds that revision.
+own entry waits for no other entry's load. A load may wait for a turn among the server's workers
+(``turn``), held until the old revision is released: the load timeout counts from the turn on. A
+load that failed for a reason that may pass is tried again, per name, after a backoff, as long as
+the directory still holds that revision.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -34,6 +37,16 @@ class LoadTimeout(PipelineLoadError):
     pass
 
 
+# A turn to load pipeline ``name`` among the workers of a server: entered before the load, left once
+# the old revision is released; calls its second argument once if the load must wait for it.
+Turn = Callable[[str, Callable[[], None]], contextlib.AbstractAsyncContextManager[None]]
+
+
+def no_turns(_name: str, _on_wait: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
+    """Every worker loads whenever it likes."""
+    return contextlib.nullcontext()
+
+
 class Reconciler:
     """Follows one :class:`PipelineSource` into one :class:`PipelineRegistry`."""
 
@@ -47,11 +60,13 @@ class Reconciler:
         load: Callable[[Entry], LoadedPipeline] = load_entry,
         known_stuck: Callable[[Entry], str | None] = lambda _entry: None,
         retry: Backoff | None = None,
+        turn: Turn = no_turns,
     ):
         self.source = source
         self.registry = registry
         self._load = load
         self._known_stuck = known_stuck  # why a revision is not to be loaded again: it got stuck before
+        self._turn = turn
         self.abandoned = AbandonedLoads()
         self.load_timeout = load_timeout
         self._load_slots = asyncio.Semaphore(load_threads)
@@ -108,8 +123,8 @@ class Reconciler:
             if entry is not None:
                 if self.registry.target(name) != entry.revision:
                     self._retries.cancel(name)  # a new revision: its own first try, now
-                    if await self._load_and_swap(entry):
-                        release_memory()  # what the swap or the failure left, now that no frame of ours holds it
+                    if not await self._failed_stuck(entry):
+                        await self._load_in_turn(entry)
             elif error is not None:
                 self._retries.cancel(name)
                 status = self.registry.status(name)
@@ -133,10 +148,11 @@ class Reconciler:
             if entry is None or entry.revision != revision:
                 self.request()  # the files changed and the watcher has not said so yet: the normal path takes it
                 return
+            if await self._failed_stuck(entry):  # another worker got stuck on it meanwhile
+                return
             self._retrying[name] = revision
             try:
-                if await self._load_and_swap(entry, attempt=status.attempts + 1):
-                    release_memory()
+                await self._load_in_turn(entry, attempt=status.attempts + 1)
             finally:
                 del self._retrying[name]
 
@@ -160,15 +176,32 @@ class Reconciler:
                     f"{overran} and could not be stopped (blocked outside Python code)", retryable=True
                 ) from error
 
-    async def _load_and_swap(self, entry: Entry, attempt: int = 1) -> bool:
-        """Load ``entry`` (try number ``attempt`` of its revision) and serve it if it loaded; return whether
-        that left garbage behind: a replaced revision, or the modules and traceback of a load that failed."""
-        previous = self.registry.get(entry.name)
+    async def _failed_stuck(self, entry: Entry) -> bool:
+        """Fail ``entry`` without loading it if a load of that revision got stuck before (never retried:
+        it would stick again); whether it did."""
         if stuck := await asyncio.to_thread(self._known_stuck, entry):
-            # never retried: it would stick again
-            self.registry.fail(entry.name, entry.revision, stuck, entry.kind, attempts=attempt - 1)
-            return False
-        if attempt == 1:  # a retry leaves the failure in status until it is settled
+            self.registry.fail(entry.name, entry.revision, stuck, entry.kind)
+            return True
+        return False
+
+    async def _load_in_turn(self, entry: Entry, attempt: int = 1) -> None:
+        """Load and swap ``entry`` (try number ``attempt`` of its revision) in a turn among the workers,
+        which ends only once the old revision's memory is released: that bounds how many copies of the
+        pipeline a server holds at once."""
+
+        def waiting() -> None:
+            if attempt == 1:  # a retry leaves the failure in status until it is settled
+                self.registry.mark_loading(entry.name, entry.revision, entry.kind, state="waiting")
+
+        async with self._turn(entry.name, waiting):
+            if await self._load_and_swap(entry, attempt):
+                release_memory()  # what the swap or the failure left, now that no frame of ours holds it
+
+    async def _load_and_swap(self, entry: Entry, attempt: int) -> bool:
+        """Load ``entry`` and serve it if it loaded; return whether that left garbage behind: a replaced
+        revision, or the modules and traceback of a load that failed."""
+        previous = self.registry.get(entry.name)
+        if attempt == 1:
             self.registry.mark_loading(entry.name, entry.revision, entry.kind)
         started = time.perf_counter()
         try:

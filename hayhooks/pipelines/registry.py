@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 from hayhooks.pipelines.loader import LoadedPipeline
 
-State = Literal["loading", "ready", "failed"]
+State = Literal["waiting", "loading", "ready", "failed"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,12 @@ class PipelineRegistry:
         """Call ``listener`` after every change of what is served or of a status."""
         self._listeners.append(listener)
 
-    def mark_loading(self, name: str, target: str, kind: str) -> None:
-        """A load of revision ``target`` started; whatever is served keeps serving meanwhile."""
-        current = self._status.get(name) or PipelineStatus(name=name, state="loading", revision=None, target=None)
+    def mark_loading(self, name: str, target: str, kind: str, state: Literal["waiting", "loading"] = "loading") -> None:
+        """A load of revision ``target`` started (or, ``waiting``, waits for its turn among the workers);
+        whatever is served keeps serving meanwhile."""
+        current = self._status.get(name) or PipelineStatus(name=name, state=state, revision=None, target=None)
         self._set_status(
-            replace(current, state="loading", target=target, kind=kind, error=None, attempts=0, next_retry_at=None)
+            replace(current, state=state, target=target, kind=kind, error=None, attempts=0, next_retry_at=None)
         )
 
     def swap(self, loaded: LoadedPipeline, attempts: int = 1) -> LoadedPipeline | None:

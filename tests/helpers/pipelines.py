@@ -72,6 +72,35 @@ class PipelineWrapper(BasePipelineWrapper):
 '''
 
 
+# setup() notes its start and end, with the worker's pid and the code's version, in a file outside the
+# pipelines directory, and takes ``seconds`` between them: which workers loaded at once, and when.
+RECORDS_SETUP = '''
+import os
+import time
+
+from hayhooks import BasePipelineWrapper
+
+VERSION = {version!r}
+
+
+def note(event: str) -> None:
+    with open({record!r}, "a") as record:
+        record.write(f"{{event}} {{os.getpid()}} {{VERSION}} {{time.time()}}\\n")
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        self.pipeline = None
+        note("start")
+        time.sleep({seconds!r})
+        note("end")
+
+    def run_api(self) -> dict:
+        """Report the version of this code and the worker that ran it."""
+        return {{"version": VERSION, "pid": os.getpid()}}
+'''
+
+
 class Gate:
     """The test's side of ``GATED``: the body that sends runs to ``folder``, how many of them started, and
     opening the gate, which lets every held run finish."""

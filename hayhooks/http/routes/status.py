@@ -13,7 +13,7 @@ from hayhooks.pipelines.registry import ServingTable
 
 class PipelineState(BaseModel):
     name: str
-    state: str = Field(description="loading, ready or failed")
+    state: str = Field(description="waiting (for its turn to load among the workers), loading, ready or failed")
     revision: str | None = Field(description="Content hash of the revision this worker serves")
     target_revision: str | None = Field(description="The directory's revision this worker last tried to load")
     kind: str | None = Field(description="files (a pipeline wrapper folder) or yaml")
