@@ -56,6 +56,8 @@ class Reconciler:
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._requested = asyncio.Event()
         self._ready = False
+        # The directory as this worker last scanned it: name -> revision (None: an entry the scan rejected).
+        self._scanned: dict[str, str | None] = {}
 
     def request(self) -> None:
         """Ask for a reconcile soon; many requests before it starts coalesce into one."""
@@ -80,6 +82,7 @@ class Reconciler:
         """Scan the directory once and bring the registry in line with it."""
         async with self._scan_lock:
             entries, errors = await asyncio.to_thread(self.source.scan)
+            self._scanned = {**dict.fromkeys(errors), **{name: entry.revision for name, entry in entries.items()}}
             known = set(self.registry.serving()) | {status.name for status in self.registry.statuses()}
             names = sorted(known | entries.keys() | errors.keys())
             await asyncio.gather(*(self._settle(name, entries.get(name), errors.get(name)) for name in names))
@@ -88,7 +91,22 @@ class Reconciler:
     async def reconcile_one(self, name: str) -> None:
         """Bring entry ``name`` alone in line with the directory: what a deploy waits for."""
         entry, error = await asyncio.to_thread(self.source.scan_one, name)
+        if entry is None and error is None:
+            self._scanned.pop(name, None)
+        else:
+            self._scanned[name] = entry.revision if entry else None
         await self._settle(name, entry, error)
+
+    def unsettled(self) -> list[dict]:
+        """The entries of the directory (as last scanned) this worker neither serves at their revision
+        nor gave up on (failed): what keeps it from being ready, with the revision it serves meanwhile."""
+        pending = []
+        for name, revision in sorted(self._scanned.items()):
+            status = self.registry.status(name)
+            if status is None or status.state == "loading" or (revision is not None and status.target != revision):
+                serving = status.revision if status else None
+                pending.append({"name": name, "revision": revision, "serving": serving})
+        return pending
 
     async def _settle(self, name: str, entry: Entry | None, error: str | None) -> None:
         """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""

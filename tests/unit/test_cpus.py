@@ -87,9 +87,7 @@ def test_settings_resolve_the_worker_count_and_say_from_where(tmp_path: Path, mo
     write(tmp_path / "cpu.max", "200000 100000\n")
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     monkeypatch.delenv("HAYHOOKS_WORKERS", raising=False)
-    assert Settings(_env_file=None, cgroup_root=tmp_path).worker_count() == Count(
-        2, "cgroup v2 cpu.max 200000/100000"
-    )
+    assert Settings(_env_file=None, cgroup_root=tmp_path).worker_count() == Count(2, "cgroup v2 cpu.max 200000/100000")
     monkeypatch.setenv("WEB_CONCURRENCY", "5")
     assert Settings(_env_file=None, cgroup_root=tmp_path).worker_count() == Count(5, "WEB_CONCURRENCY")
     assert Settings(_env_file=None, cgroup_root=tmp_path, workers=7).worker_count() == Count(7, "HAYHOOKS_WORKERS")
