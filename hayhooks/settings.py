@@ -12,10 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def default_worker_count() -> int:
-    """One worker per core: Haystack pipelines are mostly CPU-bound Python, which the GIL serialises."""
-    return max(1, os.cpu_count() or 1)
+from hayhooks.cpus import DEFAULT_CGROUP_ROOT, Count, available_cpus
 
 
 def _split_csv(value: object) -> object:
@@ -46,8 +43,14 @@ class Settings(BaseSettings):
     workers: int | None = Field(
         None,
         ge=1,
-        description="Worker processes. gunicorn.conf.py: unset means WEB_CONCURRENCY, else one per core; "
+        description="Worker processes. gunicorn.conf.py: unset means WEB_CONCURRENCY, else one per CPU the "
+        "process may use (the container's CPU quota and the CPU affinity, not the host's cores); "
         "`hayhooks run`: unset means 1.",
+    )
+    cgroup_root: Path = Field(
+        DEFAULT_CGROUP_ROOT,
+        description="Where the cgroup filesystem is mounted, read for the container's CPU quota; a hook for "
+        "tests and unusual mounts.",
     )
 
     # --- gunicorn (gunicorn.conf.py and `hayhooks run --workers N`) ---
@@ -224,15 +227,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @property
-    def resolved_workers(self) -> int:
-        """HAYHOOKS_WORKERS, else WEB_CONCURRENCY, else one per core."""
+    def worker_count(self) -> Count:
+        """HAYHOOKS_WORKERS, else WEB_CONCURRENCY, else one per CPU this process may use: Haystack
+        pipelines are mostly CPU-bound Python, which the GIL serialises within one process."""
         if self.workers:
-            return self.workers
+            return Count(self.workers, "HAYHOOKS_WORKERS")
         web_concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
         if web_concurrency.isdigit() and int(web_concurrency) > 0:
-            return int(web_concurrency)
-        return default_worker_count()
+            return Count(int(web_concurrency), "WEB_CONCURRENCY")
+        return available_cpus(self.cgroup_root)
 
     @property
     def server_url(self) -> str:

@@ -91,10 +91,14 @@ class Worker:
         """Every entry of the directory was attempted once (served or failed), and not retiring."""
         return self.reconciler.ready and not self.retiring
 
-    @property
-    def readiness(self) -> str:
-        """``loading``, ``ready`` or ``retiring``: what ``/ready`` tells a load balancer."""
-        return "retiring" if self.retiring else "ready" if self.reconciler.ready else "loading"
+    def readiness(self) -> tuple[str, list[dict]]:
+        """What ``/ready`` tells a load balancer: ``retiring``; ``loading`` until the first pass over
+        the directory ran and while an entry of it is not settled at its current revision (listed);
+        else ``ready``."""
+        if self.retiring:
+            return "retiring", []
+        pending = self.reconciler.unsettled()
+        return ("ready" if self.reconciler.ready and not pending else "loading"), pending
 
     async def start(self) -> None:
         """Load the directory, then follow it: called by the lifespan, in the worker process."""

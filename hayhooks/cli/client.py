@@ -66,6 +66,10 @@ def _copy_text(response: Any, out: TextIO) -> None:
     out.flush()
 
 
+class ClientError(Exception):
+    """A request that got no usable answer; the message says why, for the user."""
+
+
 def request(
     ctx: typer.Context,
     method: str,
@@ -76,7 +80,25 @@ def request(
     stream_to: TextIO | None = None,
     form: "MultipartBody | None" = None,
 ) -> Any:
-    """Send one request to ``{server}/{path}`` and return the decoded JSON answer (or its text).
+    """:func:`send`, with a failure printed to stderr and the command ended with exit code 1."""
+    try:
+        return send(ctx, method, path, payload, timeout, server, stream_to, form)
+    except ClientError as error:
+        fail(str(error))
+
+
+def send(
+    ctx: typer.Context,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    server: str | None = None,
+    stream_to: TextIO | None = None,
+    form: "MultipartBody | None" = None,
+) -> Any:
+    """Send one request to ``{server}/{path}`` and return the decoded JSON answer (or its text);
+    raise :class:`ClientError` when there is none (unreachable, timeout, an HTTP error).
 
     ``server`` overrides the URL of ``--server`` and the settings, for commands that call several.
     ``stream_to``: a streamed answer (text/plain, text/event-stream) is written there as it arrives,
@@ -109,15 +131,18 @@ def request(
                 return None
             text = response.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as error:
-        fail(f"HTTP {error.code}: {error_message(error.read().decode('utf-8', errors='replace'))}")
+        explained = error_message(error.read().decode("utf-8", errors="replace"))
+        raise ClientError(f"HTTP {error.code}: {explained}") from None
     except TimeoutError:
-        fail(f"hayhooks at {base} did not answer within {timeout:g} s")
+        raise ClientError(f"hayhooks at {base} did not answer within {timeout:g} s") from None
     except (BrokenPipeError, ConnectionResetError) as error:
         if form is None:
-            fail(f"cannot reach hayhooks at {base}: {error}")
-        fail(f"hayhooks at {base} closed the connection during the upload (larger than HAYHOOKS_MAX_UPLOAD_BYTES?)")
+            raise ClientError(f"cannot reach hayhooks at {base}: {error}") from None
+        raise ClientError(
+            f"hayhooks at {base} closed the connection during the upload (larger than HAYHOOKS_MAX_UPLOAD_BYTES?)"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
-        fail(f"cannot reach hayhooks at {base}: {getattr(error, 'reason', error)}")
+        raise ClientError(f"cannot reach hayhooks at {base}: {getattr(error, 'reason', error)}") from None
     try:
         return json.loads(text)
     except ValueError:

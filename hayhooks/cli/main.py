@@ -5,13 +5,14 @@ Only typer is imported up front so that ``--help`` and the client commands start
 """
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hayhooks.cli import bench, pipeline
-from hayhooks.cli.client import Target, fail, request, server_url
+from hayhooks.cli.client import ClientError, Target, fail, request, send, server_url
 from hayhooks.cli.status import compare_instances, render_status
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(pipeline.app, name="pipeline")
+
+CONVERGE_POLL_SECONDS = 0.5  # how often `hayhooks status --wait-converged` asks again
 
 
 @app.callback()
@@ -169,33 +172,62 @@ def status(
             help="Instances to compare (each one's own URL, not a load balancer's); default: the --server one.",
         ),
     ] = None,
+    wait_converged: Annotated[
+        bool,
+        typer.Option(
+            "--wait-converged",
+            help="Wait until every worker (of every instance) serves the same revision of every pipeline and "
+            "none is starting or loading; exit 1 with what differs once --timeout passes.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.0, metavar="S", help="Seconds --wait-converged waits.")
+    ] = 60.0,
 ) -> None:
     """Show pipeline states and worker revisions.
 
     One row per pipeline with its state and the revision each worker serves, whether the workers
     agree, and the errors of pipelines that failed to load. Given several instance URLs: that for
     each, then whether every worker of every instance serves the same revisions; exits 1 if not
-    (or if an instance does not answer).
+    (or if an instance does not answer). With --wait-converged: the same once they agree (exit 0)
+    or once the timeout passes (exit 1), for a deploy pipeline to wait on.
     """
-    if not instances:
+    if not instances and not wait_converged:
         answer = request(ctx, "GET", "status", timeout=10.0)
         if not isinstance(answer, dict):
             fail(f"unexpected /status answer: {answer!r}")
         typer.echo(render_status(server_url(ctx), answer))
         return
-    answers: dict[str, dict | None] = {}
-    for url in instances:
-        try:
-            answer = request(ctx, "GET", "status", timeout=10.0, server=url)
-        except typer.Exit:  # the reason is already on stderr; compare the others
-            answer = None
-        answers[url] = answer if isinstance(answer, dict) else None
-        if answers[url] is not None:
-            typer.echo(render_status(url.rstrip("/"), answers[url]) + "\n")
-    agree, summary = compare_instances(answers)
-    typer.echo(summary)
+    urls = [url.rstrip("/") for url in instances or [server_url(ctx)]]
+    deadline = time.monotonic() + timeout
+    while True:
+        answers, errors = _statuses(ctx, urls)
+        agree, summary = compare_instances(answers)
+        if agree or not wait_converged or time.monotonic() >= deadline:
+            break
+        time.sleep(CONVERGE_POLL_SECONDS)
+    for url, answer in answers.items():
+        if answer is not None:
+            typer.echo(render_status(url, answer) + "\n")
+    for error in errors:
+        typer.echo(f"Error: {error}", err=True)
+    typer.echo(summary if agree or not wait_converged else f"{summary} (still, after {timeout:g} s)")
     if not agree:
         raise typer.Exit(1)
+
+
+def _statuses(ctx: typer.Context, urls: list[str]) -> tuple[dict[str, dict | None], list[str]]:
+    """Each instance's ``/status`` answer (``None`` for one that gave none), and why those gave none."""
+    answers: dict[str, dict | None] = {}
+    errors = []
+    for url in urls:
+        try:
+            answer = send(ctx, "GET", "status", timeout=10.0, server=url)
+        except ClientError as error:
+            answer = None
+            errors.append(str(error))
+        answers[url] = answer if isinstance(answer, dict) else None
+    return answers, errors
 
 
 @app.command()

@@ -31,28 +31,40 @@ def render_status(url: str, data: dict[str, Any]) -> str:
 
 
 def compare_instances(answers: dict[str, dict[str, Any] | None]) -> tuple[bool, str]:
-    """Whether every worker of every instance serves the same revision of every pipeline, and a line
-    saying so. ``answers`` maps each instance's URL to its ``/status`` answer (``None``: no answer)."""
+    """Whether every worker of every instance serves the same revision of every pipeline, none is
+    starting and no load is under way, and a line saying so (naming the pipelines that failed to
+    load: given up on, they do not hold convergence back). ``answers`` maps each instance's URL to
+    its ``/status`` answer (``None``: no answer)."""
     missing = [url for url, data in answers.items() if data is None]
     workers = [w for data in answers.values() if data for w in (data.get("cluster") or {}).get("workers") or []]
     names = sorted({name for worker in workers for name in worker.get("pipelines") or {}})
-    split = [name for name in names if len({_cell(worker, name) for worker in workers}) > 1]
+    split = [name for name in names if len({_field(worker, name, "revision") for worker in workers}) > 1]
+    busy = ("waiting", "loading")  # waiting: for its turn among the workers (HAYHOOKS_MAX_WORKERS_LOADING)
+    loading = [name for name in names if any(_field(worker, name, "state") in busy for worker in workers)]
+    failed = [name for name in names if any(_field(worker, name, "state") == "failed" for worker in workers)]
     starting = [url for url, data in answers.items() if data and (data.get("cluster") or {}).get("starting")]
-    if not missing and not split and not starting and workers:
-        return True, f"all {len(answers)} instances ({len(workers)} workers) agree"
+    one = len(answers) == 1
+    if not missing and not split and not loading and not starting and workers:
+        counted = f"{len(workers)} workers" if one else f"{len(answers)} instances ({len(workers)} workers)"
+        return True, f"all {counted} agree" + (f"; failed to load: {', '.join(failed)}" if failed else "")
     reasons = [f"revisions differ for {', '.join(split)}"] if split else []
+    reasons += [f"loading: {', '.join(loading)}"] if loading else []
     reasons += [f"starting: {', '.join(starting)}"] if starting else []
     reasons += [f"no answer from {', '.join(missing)}"] if missing else []
-    return False, f"instances disagree: {'; '.join(reasons) or 'no workers reported'}"
+    return False, f"{'workers' if one else 'instances'} disagree: {'; '.join(reasons) or 'no workers reported'}"
 
 
 def _headline(url: str, data: dict[str, Any]) -> str:
-    """``hayhooks at URL: Up!``, naming the worker that answered when the server says."""
+    """``hayhooks at URL: Up!``, naming the worker that answered and the count of workers started
+    (and where that count came from) when the server says."""
     line = f"hayhooks at {url}: {data.get('status', 'answered')}"
     worker = data.get("worker") or {}
     if worker.get("pid") is not None:
         where = f"{worker.get('host', '?')}:{worker.get('port', '?')}"
         line += f" (answered by worker pid {worker['pid']} on {where})"
+    server = data.get("server") or {}
+    if count := server.get("workers"):
+        line += f"; {count} worker{'' if count == 1 else 's'} from {server.get('workers_source') or '?'}"
     return line
 
 
@@ -77,6 +89,11 @@ def _entry(worker: dict[str, Any], name: str) -> dict[str, Any] | None:
     return (worker.get("pipelines") or {}).get(name)
 
 
+def _field(worker: dict[str, Any], name: str, key: str) -> str | None:
+    """One field (``revision``, ``state``) of what ``worker`` reports about ``name``."""
+    return (_entry(worker, name) or {}).get(key)
+
+
 def _cell(worker: dict[str, Any], name: str) -> str:
     """The revision ``worker`` serves for ``name``, with its state when that is not ``ready``."""
     entry = _entry(worker, name)
@@ -98,6 +115,8 @@ def _agreement(cluster: dict[str, Any], workers: list[dict[str, Any]], names: li
     reasons = []
     if split:
         reasons.append(f"revisions differ for {', '.join(split)}")
+    if cluster.get("loading"):
+        reasons.append(f"loading: {', '.join(str(item) for item in cluster['loading'])}")
     if cluster.get("lagging"):
         reasons.append(f"lagging: {', '.join(str(item) for item in cluster['lagging'])}")
     return f"workers disagree: {'; '.join(reasons) or 'the server reports they have not converged'}"

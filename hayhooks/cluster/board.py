@@ -119,15 +119,26 @@ class WorkerBoard:
         return records
 
     def view(self) -> dict:
-        """The live workers and whether they all serve the same revision of every pipeline."""
+        """The live workers, whether they all serve the same revision of every pipeline with no load
+        under way, and ``revisions``: the revision every worker serves, per pipeline they agree on."""
         workers = self.workers()
         served = [_revisions(worker) for worker in workers]
         names = sorted({name for revisions in served for name in revisions})
         disagree = [name for name in names if len({revisions.get(name) for revisions in served}) > 1]
         not_ready = [worker["pid"] for worker in workers if not worker.get("ready")]
+        loading = sorted(
+            {
+                name
+                for worker in workers
+                for name, entry in worker.get("pipelines", {}).items()
+                if entry.get("state") in ("waiting", "loading")
+            }
+        )
         return {
-            "converged": not disagree and not not_ready,
+            "converged": not disagree and not not_ready and not loading,
+            "revisions": {name: served[0][name] for name in names if name not in disagree and name not in loading},
             "disagree": disagree,
+            "loading": loading,
             "starting": not_ready,
             "workers": workers,
             "stuck_loads": self.stuck_loads(),

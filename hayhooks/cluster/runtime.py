@@ -3,6 +3,7 @@ the local sockets named after it)."""
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -12,6 +13,8 @@ from pathlib import Path
 from hayhooks.settings import Settings
 
 RUNTIME_DIR_ENV = "HAYHOOKS_RUNTIME_DIR"
+# Not a setting: how the process that starts the workers tells them what it resolved.
+SERVER_ENV = "_HAYHOOKS_SERVER"
 
 
 def runtime_dir(settings: Settings) -> Path:
@@ -35,6 +38,21 @@ def claim_runtime_dir(settings: Settings) -> tuple[Settings, Path | None]:
     # Workers read their settings from the environment when they start: they inherit the folder.
     os.environ[RUNTIME_DIR_ENV] = str(made)
     return settings.model_copy(update={"runtime_dir": made}), made
+
+
+def announce_server(workers: int, source: str) -> None:
+    """Tell the workers this process starts (they inherit its environment) how many of them it runs
+    and where that number came from, for ``/status`` to show."""
+    os.environ[SERVER_ENV] = json.dumps({"workers": workers, "workers_source": source})
+
+
+def announced_server() -> dict:
+    """What the process that started this worker announced; empty when something else started it."""
+    try:
+        announced = json.loads(os.environ.get(SERVER_ENV, "{}"))
+    except ValueError:
+        return {}
+    return announced if isinstance(announced, dict) else {}
 
 
 def local_address(runtime_dir: Path, role: str) -> str:

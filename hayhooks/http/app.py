@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)  # added last: outermost
     app.state.worker = worker  # for the way of running: gunicorn's config marks it replaceable
-    app.include_router(status.router(worker.registry, lambda: worker.readiness, worker.board))
+    app.include_router(status.router(worker.registry, worker.readiness, worker.board))
     if settings.deploy_api:
         app.include_router(
             deploy.router(worker.deployer, worker.board, worker.metrics, guard=security.admin_guard(settings))

@@ -77,6 +77,8 @@ class Reconciler:
         self._backoff = retry  # None: a failed load waits for a file change
         self._retries = RetryTimers()
         self._retrying: dict[str, str] = {}  # name -> the revision a retry is loading right now
+        # The directory as this worker last scanned it: name -> revision (None: an entry the scan rejected).
+        self._scanned: dict[str, str | None] = {}
 
     def request(self) -> None:
         """Ask for a reconcile soon; many requests before it starts coalesce into one."""
@@ -101,6 +103,7 @@ class Reconciler:
         """Scan the directory once and bring the registry in line with it."""
         async with self._scan_lock:
             entries, errors = await asyncio.to_thread(self.source.scan)
+            self._scanned = {**dict.fromkeys(errors), **{name: entry.revision for name, entry in entries.items()}}
             known = set(self.registry.serving()) | {status.name for status in self.registry.statuses()}
             names = sorted(known | entries.keys() | errors.keys())
             await asyncio.gather(*(self._settle(name, entries.get(name), errors.get(name)) for name in names))
@@ -109,11 +112,27 @@ class Reconciler:
     async def reconcile_one(self, name: str) -> None:
         """Bring entry ``name`` alone in line with the directory: what a deploy waits for."""
         entry, error = await asyncio.to_thread(self.source.scan_one, name)
+        if entry is None and error is None:
+            self._scanned.pop(name, None)
+        else:
+            self._scanned[name] = entry.revision if entry else None
         await self._settle(name, entry, error)
 
     async def stop(self) -> None:
         """Cancel every pending and running retry: the worker is stopping."""
         await self._retries.cancel_all()
+
+    def unsettled(self) -> list[dict]:
+        """The entries of the directory (as last scanned) this worker neither serves at their revision
+        nor gave up on (failed): what keeps it from being ready, with the revision it serves meanwhile."""
+        pending = []
+        for name, revision in sorted(self._scanned.items()):
+            status = self.registry.status(name)
+            busy = status is not None and status.state in ("waiting", "loading")
+            if status is None or busy or (revision is not None and status.target != revision):
+                serving = status.revision if status else None
+                pending.append({"name": name, "revision": revision, "serving": serving})
+        return pending
 
     async def _settle(self, name: str, entry: Entry | None, error: str | None) -> None:
         """Load, fail or drop ``name`` as the directory has it; one settle per name at a time."""

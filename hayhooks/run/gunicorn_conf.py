@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hayhooks.cluster.board import WorkerBoard
 from hayhooks.cluster.metrics import MetricsStore, metrics_dir
-from hayhooks.cluster.runtime import claim_runtime_dir, runtime_dir
+from hayhooks.cluster.runtime import announce_server, claim_runtime_dir, runtime_dir
 from hayhooks.http.security import open_deploy_warning
 from hayhooks.logs import logging_dict_config
 from hayhooks.settings import Settings
@@ -60,7 +60,8 @@ PRELOADED_MODULES = (
 wsgi_app = "hayhooks.http.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = [f"{_settings.host}:{_settings.port}"]
-workers = _settings.resolved_workers
+_worker_count = _settings.worker_count()
+workers = _worker_count.count
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
@@ -84,9 +85,14 @@ def on_starting(server) -> None:
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(pipelines_dir, os.R_OK | os.X_OK):
         raise SystemExit(f"HAYHOOKS_PIPELINES_DIR {pipelines_dir} is not readable")
+    # A -w on gunicorn's command line overrides this file's count.
+    count = server.cfg.workers
+    source = _worker_count.source if count == _worker_count.count else "gunicorn --workers"
+    announce_server(count, source)  # before the first fork: every worker inherits it
     _log.info(
-        "hayhooks: %d workers on %s, pipelines %s, runtime %s, watch=%s%s",
-        server.cfg.workers,
+        "hayhooks: workers=%d (from %s) on %s, pipelines %s, runtime %s, watch=%s%s",
+        count,
+        source,
         ", ".join(server.cfg.bind),
         pipelines_dir,
         runtime_dir(settings),

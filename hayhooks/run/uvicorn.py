@@ -5,7 +5,7 @@ import os
 import shutil
 import sys
 
-from hayhooks.cluster.runtime import claim_runtime_dir
+from hayhooks.cluster.runtime import announce_server, claim_runtime_dir
 from hayhooks.http.security import open_deploy_warning
 from hayhooks.settings import Settings
 
@@ -36,6 +36,7 @@ def _run_uvicorn(settings: Settings) -> None:
     if warning := open_deploy_warning(settings):
         logging.getLogger("hayhooks").warning("%s", warning)
     settings, owned = claim_runtime_dir(settings)
+    announce_server(1, "hayhooks run: one process")
     try:
         uvicorn.run(
             create_app(settings),

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -186,5 +187,25 @@ def test_hayhooks_run_with_two_workers_starts_gunicorn(directory: Path, tmp_path
         assert len(server.worker_pids()) == 2
         assert wait_until(lambda: every_worker_serves(server, "ver", SLOW, disk_revision(directory, "ver")), CONVERGE)
         assert "uvicorn_worker.UvicornWorker" in server.output()
+    finally:
+        assert server.stop() == 0
+
+
+def test_the_default_worker_count_follows_the_containers_cpu_quota(directory: Path, tmp_path: Path):
+    """A container limited to one CPU starts one worker, whatever the host's core count (a fake cgroup root)."""
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "cpu.max").write_text("100000 100000\n")
+    server = start_gunicorn(directory, tmp_path, workers=None, HAYHOOKS_CGROUP_ROOT=str(cgroup))
+    try:
+        server.wait_ready()
+        assert len(server.worker_pids()) == 1
+        source = "cgroup v2 cpu.max 100000/100000"
+        assert httpx.get(f"{server.url}/status").json()["server"] == {"workers": 1, "workers_source": source}
+        assert f"hayhooks: workers=1 (from {source})" in server.output()
+        shown = subprocess.run(
+            [str(BIN / "hayhooks"), "--server", server.url, "status"], capture_output=True, text=True, timeout=60
+        )
+        assert shown.returncode == 0 and f"; 1 worker from {source}" in shown.stdout.splitlines()[0], shown
     finally:
         assert server.stop() == 0

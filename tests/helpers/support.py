@@ -74,11 +74,20 @@ class Server(ServerProcess):
         return super().stop(sig, timeout)
 
 
-def start_gunicorn(pipelines_dir: Path, tmp_path: Path, workers: int, port: int | None = None, **env: str) -> Server:
-    """gunicorn as the container image runs it: ``gunicorn -c gunicorn.conf.py`` (on ``port``, else a free one)."""
+def start_gunicorn(
+    pipelines_dir: Path, tmp_path: Path, workers: int | None, port: int | None = None, **env: str
+) -> Server:
+    """gunicorn as the container image runs it: ``gunicorn -c gunicorn.conf.py`` (on ``port``, else a free one).
+
+    ``workers=None`` leaves the count to the configuration: one per CPU the server may use.
+    """
     port = port or free_port()
     command = [str(BIN / "gunicorn"), "-c", str(REPO / "gunicorn.conf.py")]
-    environment = server_env(pipelines_dir, port, HAYHOOKS_WORKERS=str(workers), **env)
+    environment = server_env(pipelines_dir, port, **env)
+    if workers is None:
+        environment.pop("WEB_CONCURRENCY", None)
+    else:
+        environment["HAYHOOKS_WORKERS"] = str(workers)
     return Server(command, environment, port, tmp_path / f"gunicorn-{port}.log")
 
 

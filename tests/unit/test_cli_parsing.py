@@ -150,3 +150,24 @@ def test_run_sets_env_and_calls_serve(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert result.exit_code == 0, result.output
     assert seen == {"host": "0.0.0.0", "port": 8080, "workers": 2, "dir": tmp_path, "env": True}
     assert "HAYHOOKS_ROOT_PATH" not in os.environ
+
+
+def test_comparing_counts_a_load_under_way_and_names_failed_pipelines():
+    def answer(state: str, starting: list[int] | None = None) -> dict:
+        worker = {"pid": 1, "port": 1, "pipelines": {"ver": {"revision": "aaa", "state": state}}}
+        return {"status": "Up!", "cluster": {"starting": starting or [], "workers": [worker]}}
+
+    assert compare_instances({"a": answer("loading")}) == (False, "workers disagree: loading: ver")
+    assert compare_instances({"a": answer("ready", starting=[1])}) == (False, "workers disagree: starting: a")
+    assert compare_instances({"a": answer("failed")}) == (True, "all 1 workers agree; failed to load: ver")
+    assert compare_instances({"a": answer("ready"), "b": answer("loading")}) == (
+        False,
+        "instances disagree: loading: ver",
+    )
+
+
+def test_the_headline_says_how_many_workers_started_and_why():
+    data = {"status": "Up!", "server": {"workers": 2, "workers_source": "cgroup v2 cpu.max 200000/100000"}}
+    assert render_status("http://h:1", data).splitlines()[0] == (
+        "hayhooks at http://h:1: Up!; 2 workers from cgroup v2 cpu.max 200000/100000"
+    )

@@ -136,7 +136,7 @@ def test_the_hayhooks_container(target: str, monkeypatch: pytest.MonkeyPatch):
         elif "secretKeyRef" in item["valueFrom"]:
             monkeypatch.setenv(name, "a-secret-from-the-cluster")
     settings = Settings(_env_file=None)
-    assert settings.resolved_workers == workers == 2
+    assert settings.worker_count().count == workers == 2
     assert settings.host == "0.0.0.0" and settings.port == container["ports"][0]["containerPort"]
     # an open deploy API on 0.0.0.0 is remote code execution for anyone who reaches the pod
     assert settings.deploy_api is False or (

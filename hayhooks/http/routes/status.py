@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hayhooks.cluster.board import ClusterView
+from hayhooks.cluster.runtime import announced_server
 from hayhooks.pipelines.registry import ServingTable
 
 
@@ -35,6 +36,10 @@ class StatusResponse(BaseModel):
     cluster: dict = Field(
         description="Every live worker of this server with the revisions it serves, and whether all agree"
     )
+    server: dict = Field(
+        description="How the server was started: `workers` configured and `workers_source`, where that count "
+        "came from (HAYHOOKS_WORKERS, WEB_CONCURRENCY, the cgroup CPU quota, the CPU affinity, os.cpu_count())"
+    )
 
 
 class PipelineStatusResponse(BaseModel):
@@ -43,7 +48,7 @@ class PipelineStatusResponse(BaseModel):
     details: PipelineState
 
 
-def router(registry: ServingTable, readiness: Callable[[], str], cluster: ClusterView) -> APIRouter:
+def router(registry: ServingTable, readiness: Callable[[], tuple[str, list[dict]]], cluster: ClusterView) -> APIRouter:
     """The status routes over this worker's serving table, its readiness and the cluster view."""
     routes = APIRouter(tags=["status"])
 
@@ -55,6 +60,7 @@ def router(registry: ServingTable, readiness: Callable[[], str], cluster: Cluste
             worker=cluster.identity,
             details=[PipelineState(**status.as_dict()) for status in registry.statuses()],
             cluster=await asyncio.to_thread(cluster.view),  # reads every worker's file: off the event loop
+            server=announced_server(),
         )
 
     @routes.get(
@@ -80,14 +86,20 @@ def router(registry: ServingTable, readiness: Callable[[], str], cluster: Cluste
 
     @routes.get(
         "/ready",
-        summary="Readiness: every entry of the pipelines directory was attempted",
-        responses={503: {"description": "The first load of the directory is still running, or the worker is retiring"}},
+        summary="Readiness: this worker serves every entry of the pipelines directory at its current revision, "
+        "or gave up on it (failed)",
+        responses={
+            503: {
+                "description": "An entry is still loading (`pending`: name, the directory's revision, the one "
+                "served meanwhile), or the worker is retiring"
+            }
+        },
     )
     async def ready() -> JSONResponse:
-        state = readiness()  # loading, ready or retiring
-        if state != "ready":
-            return JSONResponse({"status": state}, status_code=503)
+        state, pending = readiness()  # loading, ready or retiring
         failed = [status.name for status in registry.statuses() if status.state == "failed"]
+        if state != "ready":
+            return JSONResponse({"status": state, "pending": pending, "failed": failed}, status_code=503)
         return JSONResponse({"status": "ready", "pipelines": sorted(registry.serving()), "failed": failed})
 
     return routes

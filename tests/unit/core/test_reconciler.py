@@ -297,3 +297,39 @@ def test_run_forever_survives_a_failing_scan(source, pipelines_dir, monkeypatch)
             loop_task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_unsettled_lists_the_entries_not_yet_served_at_their_directory_revision(source, pipelines_dir, tmp_path):
+    """What keeps /ready at 503: a changed entry while it loads (with what it serves meanwhile); not a
+    failed one, which was given up on, nor one removed from the directory."""
+    write_wrapper(pipelines_dir, "ver", versioned("1"))
+    write_wrapper(pipelines_dir, "Bad Name", versioned("1"))
+
+    async def scenario():
+        reconciler = reconciler_for(source)
+        registry = reconciler.registry
+        await reconciler.reconcile()
+        assert reconciler.unsettled() == []  # the invalid name failed: given up on, not pending
+        old = registry.get("ver").revision
+
+        gate = tmp_path / "gate"
+        write_wrapper(pipelines_dir, "ver", gated(gate, seconds=10))
+        full_pass = asyncio.create_task(reconciler.reconcile())
+        try:
+            await until(lambda: getattr(registry.status("ver"), "state", None) == "loading")
+            (pending,) = reconciler.unsettled()
+            assert pending == {"name": "ver", "revision": registry.target("ver"), "serving": old}
+            assert pending["revision"] != old
+        finally:
+            gate.touch()
+            await full_pass
+        assert reconciler.unsettled() == []
+
+        write_wrapper(pipelines_dir, "ver", SYNTAX_ERROR, files={})
+        await reconciler.reconcile_one("ver")
+        assert registry.status("ver").state == "failed" and reconciler.unsettled() == []
+        shutil.rmtree(pipelines_dir / "ver")
+        await reconciler.reconcile_one("ver")
+        assert reconciler.unsettled() == []
+
+    asyncio.run(scenario())
