@@ -92,9 +92,16 @@ class LoadChecker:
             raise PipelineLoadError(error)
 
     async def warm_up(self) -> None:
-        """Have a checker listening, so the first deploy does not wait for Haystack's import."""
-        with contextlib.suppress(OSError):
-            (await self._connected()).close()
+        """Have a checker running and done importing Haystack, so the first deploy does not wait for it:
+        its socket accepts from the moment a worker binds it, so wait for an answer, not a connection."""
+        with contextlib.suppress(OSError, TimeoutError):
+            reader, writer = await asyncio.open_unix_connection(sock=await self._connected())
+            try:
+                writer.write(json.dumps({"ping": True}).encode() + b"\n")
+                await writer.drain()
+                await asyncio.wait_for(reader.readline(), _START_SECONDS + _ANSWER_GRACE_SECONDS)
+            finally:
+                writer.close()
 
     async def _connected(self) -> socket.socket:
         """A connection to the server's checker, started first if none listens."""
@@ -169,6 +176,10 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         return
     try:
         request = json.loads(await reader.readline())
+        if isinstance(request, dict) and request.get("ping"):  # a warm-up: answered once Haystack is imported
+            writer.write(json.dumps({"error": None}).encode() + b"\n")
+            await writer.drain()
+            return
         check = asyncio.create_task(_check_in_child(request))
         hang_up = asyncio.create_task(reader.read(1))  # the asking worker gave up: so does its check
         await asyncio.wait({check, hang_up}, return_when=asyncio.FIRST_COMPLETED)
