@@ -55,9 +55,13 @@ class Contender(ServerProcess):
     def label(self) -> str:
         return f"{self.kind} ({self.workers} worker{'s' if self.workers > 1 else ''})"
 
+    def wait_serving(self, timeout: float, interval: float = 0.25) -> None:
+        """Wait until every worker is up and serves."""
+        self.wait_for(lambda: self._not_ready(self), timeout, interval)
+
     def wait_ready(self, timeout: float) -> None:
         """Wait until every worker is up and serves, then until the start-up CPU burst is over."""
-        self.wait_for(lambda: self._not_ready(self), timeout)
+        self.wait_serving(timeout)
         self.wait_idle(timeout=60.0)
 
 
@@ -85,14 +89,19 @@ def _pipelines_dir(opts: Options, examples: tuple[str, ...], probe: str | None) 
     """A fresh pipelines directory with copies of ``examples`` and, if given, the probe at ``probe``."""
     root = Path(tempfile.mkdtemp(prefix="pipelines-", dir=opts.scratch))
     for example in examples:
-        shutil.copytree(EXAMPLES / example, root / example, ignore=shutil.ignore_patterns("__pycache__"))
+        source = EXAMPLES / example
+        if source.is_dir():
+            shutil.copytree(source, root / example, ignore=shutil.ignore_patterns("__pycache__"))
+        else:  # a YAML pipeline
+            shutil.copy2(source, root / example)
     if probe is not None:
         replace_file(root / PROBE / "pipeline_wrapper.py", probe_wrapper(probe))
     return root
 
 
 def _expected(pipelines: Path) -> set[str]:
-    return {path.name for path in pipelines.iterdir() if path.is_dir()}
+    """The pipeline names of a directory: its folders and YAML files."""
+    return {path.name if path.is_dir() else path.stem for path in pipelines.iterdir()}
 
 
 def ours(
@@ -140,9 +149,14 @@ def plain(opts: Options, workers: int) -> Contender:
 
 
 def reference(
-    opts: Options, workers: int, examples: tuple[str, ...] = ("echo",), probe: str | None = None
+    opts: Options,
+    workers: int,
+    examples: tuple[str, ...] = ("echo",),
+    probe: str | None = None,
+    ready: Callable[[Contender], str] | None = None,
 ) -> Contender:
-    """The published Hayhooks, run as its docs say: ``hayhooks run --workers N``."""
+    """The published Hayhooks, run as its docs say: ``hayhooks run --workers N``; ready once ``GET
+    /status`` lists every pipeline (what one worker serves), or as ``ready`` says."""
     pipelines = _pipelines_dir(opts, examples, probe)
     port = free_port()
     argv = hayhooks_run_command(opts.reference_venv / "bin" / "python", "--pipelines-dir", str(pipelines))
@@ -154,6 +168,7 @@ def reference(
         missing = expected - set(answer.get("pipelines", []))
         return f"GET /status to list {', '.join(sorted(missing))}" if missing else ""
 
+    env = child_env(lambda key: not key.startswith("HAYHOOKS_") and key != "PYTHONPATH")  # never our code
     return Contender(
-        "reference", workers, port, argv, child_env(), not_ready, scratch=opts.scratch, pipelines=pipelines
+        "reference", workers, port, argv, env, ready or not_ready, scratch=opts.scratch, pipelines=pipelines
     )

@@ -13,6 +13,7 @@ Each scenario starts the servers it needs on free 127.0.0.1 ports, each in its o
     streaming    time to the first chunk and chunks/s of a streamed /run, vs a plain StreamingResponse
     upload       MiB/s and peak extra memory of a 100 MiB upload to /run, vs a plain FastAPI UploadFile
     mcp          a tool call over /mcp vs the same /echo/run call; cpu_heavy tool calls/s over /mcp, 2 workers vs 1
+    start        cold start (launch until every worker serves the examples) and total PSS, 4 workers vs 1
     churn        (only when named) 10 min soak, 4 workers, 8 clients while pipelines are redeployed, broken,
                  fixed, undeployed, re-added and edited; writes results/churn.md and churn.json
     reload-peak  (only when named) peak PSS of 4 workers reloading a 256 MiB pipeline, with
@@ -80,13 +81,14 @@ from benchmarks.probe import (  # noqa: E402
     until_every_worker,
 )
 from benchmarks.reload_peak import reload_peak  # noqa: E402
+from benchmarks.startup import startup  # noqa: E402
 from benchmarks.streaming import StreamTiming, time_stream  # noqa: E402
 from benchmarks.throughput import measure_throughput, other_load_note, typical  # noqa: E402
 from benchmarks.uploads import UploadTiming, time_uploads  # noqa: E402
 from hayhooks.bench.server import signals_end_the_run  # noqa: E402
 
 REFERENCE_VERSION = "2.1.0"
-SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload", "mcp")
+SCENARIOS = ("overhead", "propagation", "redeploy", "scaling", "deploy", "chat", "streaming", "upload", "mcp", "start")
 ON_REQUEST = ("churn", "reload-peak")  # run only when named; each writes results/NAME.md and NAME.json when run alone
 ONLY_OURS = {"propagation", "mcp", "churn", "reload-peak"}  # scenarios that never start the published Hayhooks
 CPU_BODY: dict[str, Any] = {}
@@ -679,6 +681,24 @@ def scenario_deploy(opts: Options) -> Section:
     return Section("deploy", summary, details, outcomes)
 
 
+def scenario_start(opts: Options) -> Section:
+    """Cold start and total PSS of 1 and 4 workers, ours (preload off and on) and the published Hayhooks."""
+    details, data = startup(opts, rounds=max(opts.repeats, 3))
+    ratios = data["ratios"]
+    ours_4, ours_preload, published = (
+        ratios[label] for label in ("ours, 4 workers", "ours, 4 workers, preload", "published, 4 workers")
+    )
+    summary = [
+        "cold start; total PSS (4 workers ÷ 1)",
+        f"{ours_preload['seconds']:.2f}×; {ours_preload['pss']:.2f}× with preload"
+        f" ({ours_4['seconds']:.2f}×; {ours_4['pss']:.2f}× without)",
+        f"{published['seconds']:.2f}×; {published['pss']:.2f}×",
+        "≤ 1.3×; ≤ 1.5×",
+        _met(ours_preload["seconds"] <= 1.3 and ours_preload["pss"] <= 1.5),
+    ]
+    return Section("start", summary, details, data)
+
+
 def scenario_churn(opts: Options) -> Section:
     """The churn soak (``benchmarks/churn.py``): failed stable runs, p99 calm vs churn, PSS start and end."""
     return Section("churn", *churn_soak(opts))
@@ -699,6 +719,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[[Options], Section]] = {
     "streaming": scenario_streaming,
     "upload": scenario_upload,
     "mcp": scenario_mcp,
+    "start": scenario_start,
     "churn": scenario_churn,
     "reload-peak": scenario_reload_peak,
 }

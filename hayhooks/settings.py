@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     max_requests_jitter: int = Field(0, ge=0, description="Random extra requests so workers do not restart together.")
     preload: bool = Field(
         False,
-        description="Import Haystack and build the app in the gunicorn master before forking, so workers share "
-        "those pages (less memory, faster start); pipelines still load, and watchers start, in each worker.",
+        description="Import Haystack and the libraries the directory's pipelines import, and build the app, in the "
+        "gunicorn master before forking, so workers share those pages (less memory, faster start); pipeline code "
+        "and setup() still run, and watchers start, in each worker.",
     )
 
     malloc_arena_max: int = Field(

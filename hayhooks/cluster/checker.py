@@ -8,8 +8,9 @@ memory limit and reports; the child is killed at the load timeout, or as soon as
 hangs up. The checker has no threads, so forking it is safe, where forking a worker (with its
 threads and their locks) is not.
 
-The first worker to need the checker starts it (binding the socket decides a race: the loser
-exits); it outlives that worker if need be, and ends once no worker of the board is alive. A
+The first worker to need the checker binds its socket and hands it to the checker it starts (the
+bind decides a race between workers, so no other worker starts one); the checker outlives that
+worker if need be, and ends once no worker of the board is alive. A
 request is one JSON line, its answer one JSON line (``{"error": null}`` when the pipeline loaded).
 fd 1 of the checker points at stderr, so a ``print()`` in pipeline code goes to the log, not into
 an answer.
@@ -91,52 +92,71 @@ class LoadChecker:
             raise PipelineLoadError(error)
 
     async def warm_up(self) -> None:
-        """Have a checker listening, so the first deploy does not wait for Haystack's import."""
-        with contextlib.suppress(OSError):
-            (await self._connected()).close()
+        """Have a checker running and done importing Haystack, so the first deploy does not wait for it:
+        its socket accepts from the moment a worker binds it, so wait for an answer, not a connection."""
+        with contextlib.suppress(OSError, TimeoutError):
+            reader, writer = await asyncio.open_unix_connection(sock=await self._connected())
+            try:
+                writer.write(json.dumps({"ping": True}).encode() + b"\n")
+                await writer.drain()
+                await asyncio.wait_for(reader.readline(), _START_SECONDS + _ANSWER_GRACE_SECONDS)
+            finally:
+                writer.close()
 
     async def _connected(self) -> socket.socket:
         """A connection to the server's checker, started first if none listens."""
         with contextlib.suppress(OSError):
             return connect_local(self.address, 2.0)
-        async with self._starting:  # one start per worker; across workers the socket's bind decides
-            started: subprocess.Popen[bytes] | None = None
+        async with self._starting:  # one start per worker; across workers binding the address decides
             deadline = time.monotonic() + _START_SECONDS
             while True:
                 try:
                     return connect_local(self.address, 2.0)
                 except OSError:
-                    if started is None:  # none listens: start one, once
-                        started = self._start()
-                    elif time.monotonic() > deadline:
+                    if time.monotonic() > deadline:
                         raise
+                    self._start_unless_claimed()
                 await asyncio.sleep(0.02)
-                started.poll()  # reaps a checker that lost the race to another worker's
+                if self._process is not None:
+                    self._process.poll()  # reaps a checker of ours that ended
 
-    def _start(self) -> "subprocess.Popen[bytes]":
-        """Start a checker: it listens within a moment, or exits at once if another one won the race.
-        Kept on the worker so it stays in the server's process tree (and its memory in the totals)."""
-        command = [sys.executable, "-m", __name__, str(self.runtime_dir)]
+    def _start_unless_claimed(self) -> None:
+        """Bind the checker's address here and hand the listening socket to a new checker; when the
+        bind fails, another worker's checker has it (listening, or still importing Haystack): only
+        one checker process starts, not one per worker starting at the same moment."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.address)
+        except OSError:
+            listener.close()
+            return
+        try:
+            listener.listen(64)  # the first checks wait in the backlog while the checker imports Haystack
+            self._start(listener)
+        finally:
+            listener.close()  # the checker holds its own copy
+
+    def _start(self, listener: socket.socket) -> None:
+        """Start a checker on ``listener``. Kept on the worker so it stays in the server's process
+        tree (and its memory in the totals)."""
+        command = [sys.executable, "-m", __name__, str(self.runtime_dir), str(listener.fileno())]
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))}
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=environment)
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, env=environment, pass_fds=(listener.fileno(),)
+        )
         logger.info("started the deploy checker (pid %s)", self._process.pid)
-        return self._process
 
 
 # --- the checker process -------------------------------------------------------------------------
 
 
 def main() -> None:
-    """Serve checks for the server whose runtime folder is ``sys.argv[1]`` while any of its workers lives."""
+    """Serve checks on the listening socket ``sys.argv[2]`` (a file descriptor the starting worker
+    bound) for the server whose runtime folder is ``sys.argv[1]``, while any of its workers lives."""
     runtime_dir = Path(sys.argv[1])
+    listener = socket.socket(fileno=int(sys.argv[2]))
     os.dup2(2, 1)  # what pipeline code prints goes to the log
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C for the server ends the checker quietly
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(local_address(runtime_dir, "checker"))
-    except OSError:
-        return  # another worker started one first: it serves
-    listener.listen(64)  # before Haystack's import: the first checks wait in the backlog
     import_haystack_core()
     asyncio.run(_serve(listener, WorkerBoard(runtime_dir)))
 
@@ -156,6 +176,10 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         return
     try:
         request = json.loads(await reader.readline())
+        if isinstance(request, dict) and request.get("ping"):  # a warm-up: answered once Haystack is imported
+            writer.write(json.dumps({"error": None}).encode() + b"\n")
+            await writer.drain()
+            return
         check = asyncio.create_task(_check_in_child(request))
         hang_up = asyncio.create_task(reader.read(1))  # the asking worker gave up: so does its check
         await asyncio.wait({check, hang_up}, return_when=asyncio.FIRST_COMPLETED)

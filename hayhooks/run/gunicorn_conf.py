@@ -104,13 +104,22 @@ def on_starting(server) -> None:
 
 
 def when_ready(server) -> None:
-    """With preload: import Haystack in the master and freeze the heap, so forked workers share it."""
+    """With preload: import Haystack and the libraries the directory's pipelines import in the master
+    (their code and setup() still run only in workers), then freeze the heap, so forked workers share it."""
     if server.cfg.preload_app:
+        from hayhooks.pipelines.loader import import_haystack_core  # a master that does not preload stays light
+        from hayhooks.pipelines.preimport import import_ahead
+
         for module in PRELOADED_MODULES:
             importlib.import_module(module)
+        import_haystack_core()  # what every worker's start imports first
+        ahead = import_ahead(Path(_settings.pipelines_dir), _settings.additional_python_path.split(os.pathsep))
         gc.collect()
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects in workers
-        _log.info("hayhooks: Haystack imported in the master, heap frozen before fork")
+        _log.info(
+            "hayhooks: Haystack and %d modules the pipelines import loaded in the master, heap frozen before fork",
+            len(ahead),
+        )
 
 
 def post_worker_init(worker) -> None:

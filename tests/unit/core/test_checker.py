@@ -195,3 +195,23 @@ def test_another_local_user_gets_no_check(runner, checker, tmp_path):
             os.write(2, repr(error).encode())
             os._exit(2)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_workers_warming_up_at_once_start_one_checker_process(tmp_path):
+    """Workers starting together each find no checker: only the one that binds its socket starts one
+    (a checker started by each would import Python and hayhooks on a CPU the starting workers need)."""
+    runtime = tmp_path / "runtime"
+    board = WorkerBoard(runtime)
+    board.publish({}, ready=True)
+
+    async def four_workers_warm_up() -> list[LoadChecker]:
+        workers = [LoadChecker(runtime, timeout=TIMEOUT, memory_mb=0, yaml_result="raw") for _ in range(4)]
+        await asyncio.gather(*(worker.warm_up() for worker in workers))
+        return workers
+
+    try:
+        workers = asyncio.run(four_workers_warm_up())
+        assert len(checker_pids(runtime)) == 1
+        assert sum(worker._process is not None for worker in workers) == 1
+    finally:
+        board.withdraw()
