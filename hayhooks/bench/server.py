@@ -65,6 +65,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _is_forked_checker(pid: int) -> bool:
+    """A deploy checker forked by a preloading master: the master's command line, its own name
+    (``hayhooks.cluster.checker.PROCESS_NAME``, not imported here: it would import Haystack)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "hayhooks-check"
+    except OSError:
+        return False
+
+
 def cmdline(pid: int) -> str:
     """The command line of ``pid``, arguments joined by spaces; empty once it is gone."""
     try:
@@ -252,7 +261,11 @@ class ServerProcess:
         if self.process is None:
             return []
         helpers = ("resource_tracker", "hayhooks.cluster.checker")
-        workers = [pid for pid in children(self.pid) if not any(name in cmdline(pid) for name in helpers)]
+        workers = [
+            pid
+            for pid in children(self.pid)
+            if not any(name in cmdline(pid) for name in helpers) and not _is_forked_checker(pid)
+        ]
         return workers or [self.pid]
 
     def tree(self) -> list[int]:

@@ -10,7 +10,9 @@ threads and their locks) is not.
 
 The first worker to need the checker binds its socket and hands it to the checker it starts (the
 bind decides a race between workers, so no other worker starts one); the checker outlives that
-worker if need be, and ends once no worker of the board is alive. A
+worker if need be, and ends once no worker of the board is alive. A preloading gunicorn master
+forks the checker itself before its workers start (:func:`fork_checker`), so it shares the master's
+imports. A
 request is one JSON line, its answer one JSON line (``{"error": null}`` when the pipeline loaded).
 fd 1 of the checker points at stderr, so a ``print()`` in pipeline code goes to the log, not into
 an answer.
@@ -28,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,6 +53,8 @@ _EXIT_GRACE_SECONDS = 1.0  # how long a child that closed its answer pipe gets t
 _ORPHAN_CHECKS = 3  # a checker ends after this many one-second looks find no live worker
 _MAX_REQUEST = 16 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+PROCESS_NAME = b"hayhooks-check"  # /proc/PID/comm of a forked checker, whose command line is the master's
 
 
 class LoadChecker:
@@ -153,8 +158,41 @@ class LoadChecker:
 def main() -> None:
     """Serve checks on the listening socket ``sys.argv[2]`` (a file descriptor the starting worker
     bound) for the server whose runtime folder is ``sys.argv[1]``, while any of its workers lives."""
-    runtime_dir = Path(sys.argv[1])
-    listener = socket.socket(fileno=int(sys.argv[2]))
+    _serve_checks(socket.socket(fileno=int(sys.argv[2])), Path(sys.argv[1]))
+
+
+def fork_checker(runtime_dir: Path, inherited: Iterable[socket.socket]) -> int | None:
+    """Start the server's checker as a fork of this process, a preloading gunicorn master: it has no
+    threads and has imported Haystack, so the checker shares those pages instead of importing its own
+    copy (about 50 MiB of PSS less). ``inherited``: the master's listening sockets, closed in the
+    checker. Returns its pid, or None when a checker already holds the address (workers start one
+    as usual if this one ends)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(local_address(runtime_dir, "checker"))
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        return None
+    pid = os.fork()
+    if pid:
+        listener.close()
+        return pid
+    try:  # the checker: nothing of the master but its memory
+        for inherited_socket in inherited:
+            inherited_socket.close()
+        for number in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(number, signal.SIG_DFL)  # gunicorn's handlers would act as if this were the master
+        signal.set_wakeup_fd(-1)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME))
+        _die_with_parent()
+        _serve_checks(listener, runtime_dir)
+    finally:
+        os._exit(0)
+
+
+def _serve_checks(listener: socket.socket, runtime_dir: Path) -> None:
     os.dup2(2, 1)  # what pipeline code prints goes to the log
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C for the server ends the checker quietly
     import_haystack_core()
@@ -162,12 +200,26 @@ def main() -> None:
 
 
 async def _serve(listener: socket.socket, board: WorkerBoard) -> None:
-    server = await asyncio.start_unix_server(_answer, sock=listener, limit=_MAX_REQUEST)
+    """Answer checks until no worker of the board lives: looks begin once a worker was seen or asked
+    (a checker forked by the master starts before its workers), or after _START_SECONDS without any."""
+    asked = False
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal asked
+        asked = True
+        await _answer(reader, writer)
+
+    server = await asyncio.start_unix_server(answer, sock=listener, limit=_MAX_REQUEST)
     async with server:
         idle_looks = 0
+        seen = False
+        started = time.monotonic()
         while idle_looks < _ORPHAN_CHECKS:
             await asyncio.sleep(1.0)
-            idle_looks = 0 if board.workers() else idle_looks + 1
+            alive = bool(board.workers())
+            seen = seen or alive or asked
+            if seen or time.monotonic() - started > _START_SECONDS:
+                idle_looks = 0 if alive else idle_looks + 1
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -316,7 +368,8 @@ def _vm_data_bytes() -> int:
 
 
 def _die_with_parent() -> None:
-    """The child is killed if the checker dies, so no check outlives it (Linux; elsewhere a no-op)."""
+    """This process is killed when its parent dies: a check with its checker, a checker forked by the
+    master with the master (Linux; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -120,6 +120,11 @@ def when_ready(server) -> None:
             "hayhooks: Haystack and %d modules the pipelines import loaded in the master, heap frozen before fork",
             len(ahead),
         )
+        if _settings.deploy_api:
+            from hayhooks.cluster.checker import fork_checker
+
+            if checker := fork_checker(runtime_dir(_settings), server.LISTENERS):
+                _log.info("hayhooks: deploy checker forked from the master (pid %d)", checker)
 
 
 def post_worker_init(worker) -> None:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import httpx
 
+from hayhooks.bench.server import children, cmdline
 from tests.helpers import pipelines as samples
-from tests.helpers.support import REPO, start_gunicorn
+from tests.helpers.support import REPO, start_gunicorn, wait_until
 
 # Each module appends the pid of the process importing (or running) it to RECORDS/NAME (a folder
 # outside the pipelines directory: a write inside it would be a new revision).
@@ -113,3 +114,34 @@ def test_preload_imports_the_libraries_pipelines_import_in_the_master_and_runs_t
         assert sorted(pids(records / "setup.pids")) == sorted(workers)
     finally:
         server.stop()
+
+
+def test_a_preloading_master_forks_the_deploy_checker_which_still_contains_hostile_deploys(
+    pipelines_dir: Path, tmp_path: Path
+):
+    """With preload the checker is a fork of the master (sharing its imports), not a fresh interpreter
+    a worker starts: its pid is the master's child beside the workers; a deploy that ends its
+    process or crashes still answers 422 with every worker alive; a good deploy reaches both
+    workers; stopping the master ends the checker too."""
+    server = start_gunicorn(pipelines_dir, tmp_path, workers=2, HAYHOOKS_PRELOAD="true")
+    try:
+        server.wait_ready()
+        workers = server.worker_pids()
+        (checker,) = [pid for pid in children(server.pid) if pid not in workers]
+        assert Path(f"/proc/{checker}/comm").read_text().strip() == "hayhooks-check"
+        assert "hayhooks.cluster.checker" not in cmdline(checker)  # not started as a fresh interpreter
+        for code, message in [
+            (samples.EXITS_ON_IMPORT, "ended its process (exit code 1)"),
+            (samples.CRASHES_IN_SETUP, "killed by SIGSEGV"),
+        ]:
+            body = {"name": "hostile", "files": samples.wrapper_files(code)}
+            answer = httpx.post(f"{server.url}/deploy_files", json=body, timeout=60)
+            assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
+        good = {"name": "after", "files": samples.wrapper_files(samples.GREET), "wait": True}
+        answer = httpx.post(f"{server.url}/deploy_files", json=good, timeout=30)
+        assert answer.status_code == 200 and answer.json()["converged"], answer.text
+        assert server.worker_pids() == workers
+        assert [pid for pid in children(server.pid) if pid not in workers] == [checker]  # no second checker
+    finally:
+        server.stop()
+    wait_until(lambda: not Path(f"/proc/{checker}").exists(), 10, message="the checker to end with the master")
