@@ -175,10 +175,12 @@ class Reconciler:
             finally:
                 del self._retrying[name]
 
-    def _schedule_retry(self, name: str, revision: str, step: int) -> float:
-        """Retry after the backoff of ``step`` failed tries; return when (epoch seconds)."""
+    def _schedule_retry(self, name: str, revision: str, step: int, at_least: float = 0.0) -> float:
+        """Retry after the backoff of ``step`` failed tries, and no sooner than ``at_least`` seconds;
+        return when (epoch seconds)."""
         assert self._backoff is not None
-        return self._retries.schedule(name, self._backoff.delay(step), lambda: self._retry(name, revision, step))
+        delay = max(self._backoff.delay(step), at_least)
+        return self._retries.schedule(name, delay, lambda: self._retry(name, revision, step))
 
     async def load(self, entry: Entry) -> LoadedPipeline:
         """Load ``entry`` in a thread of its own; raise :class:`PipelineLoadError` on failure or timeout."""
@@ -229,7 +231,10 @@ class Reconciler:
             message = str(error) if isinstance(error, PipelineLoadError) else describe(error)
             # an error outside the loader's own checks (a file read as it was replaced) may pass too
             retryable = self._backoff is not None and (not isinstance(error, PipelineLoadError) or error.retryable)
-            retry_at = self._schedule_retry(entry.name, entry.revision, attempt) if retryable else None
+            # a load that ran into the timeout waits at least as long again: a setup() that spins
+            # forever then keeps a load thread busy at most half the time, not all of it
+            at_least = self.load_timeout if isinstance(error, LoadTimeout) else 0.0
+            retry_at = self._schedule_retry(entry.name, entry.revision, attempt, at_least) if retryable else None
             self.registry.fail(
                 entry.name, entry.revision, message, entry.kind, attempts=attempt, next_retry_at=retry_at
             )

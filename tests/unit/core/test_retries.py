@@ -12,6 +12,7 @@ from tests.helpers.pipelines import (
     IMPORT_ERROR,
     PROMPT_YAML,
     SETUP_FAILS,
+    SPINS_IN_SETUP,
     SYNTAX_ERROR,
     flaky_setup,
     versioned,
@@ -268,6 +269,23 @@ def test_a_timed_out_load_that_could_not_be_stopped_is_retried_only_once_its_thr
         await asyncio.sleep(0.3)  # several retry periods: none may start a second sleeping thread
         assert registry.status("asleep").attempts == 1
         await until(lambda: registry.status("asleep").attempts == 2, timeout=8)
+        await reconciler.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_load_stopped_at_the_timeout_waits_at_least_the_timeout_before_its_retry(source, pipelines_dir):
+    """A setup() that spins forever is stopped at the timeout; retried at once it would keep a load
+    thread (and a core) busy all the time, so its retry waits at least as long as it ran."""
+    write_wrapper(pipelines_dir, "spins", SPINS_IN_SETUP)
+
+    async def scenario():
+        reconciler = reconciler_for(source, load_timeout=0.5)
+        registry = reconciler.registry
+        await reconciler.reconcile()
+        status = registry.status("spins")
+        assert "stopped" in status.error and status.attempts == 1
+        assert status.next_retry_at - status.updated_at > 0.45  # QUICK's backoff alone: at most 0.15 s
         await reconciler.stop()
 
     asyncio.run(scenario())
