@@ -1,5 +1,6 @@
 """Plain-text rendering of the server's ``/status`` answer; older servers' shorter answers render too."""
 
+import time
 from typing import Any
 
 REVISION_WIDTH = 12
@@ -24,10 +25,22 @@ def render_status(url: str, data: dict[str, Any]) -> str:
         lines += ["", *_table([header, *rows])]
     if cluster.get("workers"):
         lines.append(_agreement(cluster, workers, names))
-    errors = [f"  {name}: {details[name]['error']}" for name in names if details.get(name, {}).get("error")]
+    errors = [
+        f"  {name}: {details[name]['error']}{_retry(details[name])}"
+        for name in names
+        if details.get(name, {}).get("error")
+    ]
     if errors:
         lines += ["", "errors:", *(error.replace("\n", "\n    ") for error in errors)]
     return "\n".join(lines)
+
+
+def _retry(detail: dict[str, Any]) -> str:
+    """When the answering worker tries a failed load again (HAYHOOKS_LOAD_RETRY), and how often it tried."""
+    attempts, at = detail.get("attempts"), detail.get("next_retry_at")
+    if not isinstance(at, (int, float)):
+        return f" (attempt {attempts}; not retried until its files change)" if attempts else ""
+    return f" (attempt {attempts}; next try in {max(0.0, at - time.time()):.0f} s)"
 
 
 def compare_instances(answers: dict[str, dict[str, Any] | None]) -> tuple[bool, str]:

@@ -4,6 +4,7 @@ rendering, comparing instances."""
 import json
 import os
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,19 @@ def test_the_headline_says_how_many_workers_started_and_why():
     assert render_status("http://h:1", data).splitlines()[0] == (
         "hayhooks at http://h:1: Up!; 2 workers from cgroup v2 cpu.max 200000/100000"
     )
+
+
+def test_status_says_when_a_failed_load_is_tried_again() -> None:
+    details = [
+        {
+            "name": "a",
+            "state": "failed",
+            "error": "setup() failed",
+            "attempts": 2,
+            "next_retry_at": time.time() + 30,
+        },
+        {"name": "b", "state": "failed", "error": "SyntaxError", "attempts": 1, "next_retry_at": None},
+    ]
+    lines = render_status("http://h:1", {"status": "Up!", "pipelines": [], "details": details}).splitlines()
+    assert lines[-2].startswith("  a: setup() failed (attempt 2; next try in ")  # 29 or 30 s
+    assert lines[-1] == "  b: SyntaxError (attempt 1; not retried until its files change)"
