@@ -46,13 +46,16 @@ class Server(ServerProcess):
     """One server process (a gunicorn master or a single uvicorn worker), started at once from the
     repository's folder."""
 
-    def __init__(self, command: list[str], env: dict[str, str], port: int, log: Path) -> None:
-        super().__init__(command, env, port, log, cwd=REPO)
+    def __init__(
+        self, command: list[str], env: dict[str, str], port: int, log: Path, workers: int | None = None
+    ) -> None:
+        super().__init__(command, env, port, log, cwd=REPO, workers=workers)
         self.start()
 
     def wait_ready(self, timeout: float = 60.0) -> "Server":
-        """Until every worker the OS shows has loaded the directory once: ``GET /ready`` is answered by
-        one worker only, and a test that edits the directory must not race the others' first pass."""
+        """Until every worker has loaded the directory once: ``GET /ready`` is answered by one worker
+        only, and a test that edits the directory must not race the others' first pass. With the count
+        given (``workers``), until that many exist: gunicorn forks them up to 0.1 s apart."""
 
         def not_ready() -> str:
             status, _ = call(self.port, "GET", "/ready", timeout=2)
@@ -88,7 +91,7 @@ def start_gunicorn(
         environment.pop("WEB_CONCURRENCY", None)
     else:
         environment["HAYHOOKS_WORKERS"] = str(workers)
-    return Server(command, environment, port, tmp_path / f"gunicorn-{port}.log")
+    return Server(command, environment, port, tmp_path / f"gunicorn-{port}.log", workers)
 
 
 def start_hayhooks(pipelines_dir: Path, tmp_path: Path, *args: str, **env: str) -> Server:
