@@ -184,8 +184,7 @@ def fork_checker(runtime_dir: Path, inherited: Iterable[socket.socket]) -> int |
         for number in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(number, signal.SIG_DFL)  # gunicorn's handlers would act as if this were the master
         signal.set_wakeup_fd(-1)
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME))
+        _prctl(_PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME))
         _die_with_parent()
         _serve_checks(listener, runtime_dir)
     finally:
@@ -369,9 +368,14 @@ def _vm_data_bytes() -> int:
 
 def _die_with_parent() -> None:
     """This process is killed when its parent dies: a check with its checker, a checker forked by the
-    master with the master (Linux; elsewhere a no-op)."""
+    master with the master."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _prctl(option: int, argument: object) -> None:
+    """prctl(2) for this process (Linux; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(option, argument)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
