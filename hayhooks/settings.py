@@ -153,6 +153,11 @@ class Settings(BaseSettings):
 
     # --- HTTP behaviour ---
     show_tracebacks: bool = Field(False, description="Include tracebacks in error responses and logs.")
+    strict_inputs: bool = Field(
+        True,
+        description="Pipeline inputs (run bodies, forms, MCP tool arguments) must have the types `/openapi.json` "
+        'gives them (422 for `"10"` or `false` where it says integer); false: the published Hayhooks\' coercion.',
+    )
     cors_allow_origins: CsvList = Field(default_factory=list, description="CORS origins; empty: no CORS.")
     cors_allow_methods: CsvList = Field(default_factory=lambda: ["GET", "POST"], description="CORS methods.")
     cors_allow_headers: CsvList = Field(default_factory=lambda: ["*"], description="CORS request headers.")

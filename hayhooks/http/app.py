@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from hayhooks.http import security
+from hayhooks.http import contract, security
 from hayhooks.http.middleware import RequestContextMiddleware
 from hayhooks.http.routes import deploy, files, metrics, openai, run, status
 from hayhooks.logs import configure_logging
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=settings.cors_allow_credentials,
         )
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)  # added last: outermost
+    contract.install(app)
     app.state.worker = worker  # for the way of running: gunicorn's config marks it replaceable
     app.include_router(status.router(worker.registry, worker.readiness, worker.board))
     if settings.deploy_api:
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_concurrent=settings.max_concurrent_runs,
         guard=security.run_guard(settings),
         max_upload_bytes=settings.max_upload_bytes,
+        strict_inputs=settings.strict_inputs,
     )
     app.include_router(openai.router(worker.registry, run_options))
     app.include_router(files.router(worker.registry, worker.files, run_options))

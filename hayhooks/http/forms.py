@@ -19,15 +19,17 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
+from hayhooks.http.contract import validated_body
 from hayhooks.pipelines.models import Upload
 
-FORM_CONTENT_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+_FORM_CONTENT_TYPES = tuple(kind.encode() for kind in FORM_MEDIA_TYPES)
 _FORM_KEY = "hayhooks.form"  # the parsed form of a request, closed once its response is sent
 _LISTS = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set, collections.abc.Iterable)
 
@@ -36,7 +38,7 @@ def is_form(scope: Scope) -> bool:
     """Whether the request's body is a form (its ``content-type``), without reading it."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.lower().startswith(FORM_CONTENT_TYPES)
+            return value.lower().startswith(_FORM_CONTENT_TYPES)
     return False
 
 
@@ -68,8 +70,11 @@ def close_form(scope: Scope) -> None:
                 value.file.close()
 
 
-def form_arguments(form: FormData, model: type[BaseModel], uploads: tuple[Upload, ...]) -> dict[str, Any]:
-    """The run arguments a form gives: fields validated by ``model``, files by ``uploads``; else 422."""
+def form_arguments(
+    form: FormData, model: type[BaseModel], uploads: tuple[Upload, ...], *, strict: bool
+) -> dict[str, Any]:
+    """The run arguments a form gives: fields validated by ``model`` (``strict``: see
+    :func:`~hayhooks.http.contract.validated_body`), files by ``uploads``; else 422."""
     problems: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     for name, field in model.model_fields.items():
@@ -86,9 +91,9 @@ def form_arguments(form: FormData, model: type[BaseModel], uploads: tuple[Upload
             values[name] = _value(given[0], field.annotation)
     arguments: dict[str, Any] = {}
     try:
-        validated = model.model_validate(values)
-    except ValidationError as error:
-        problems += [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
+        validated = validated_body(model, values, strict=strict)
+    except RequestValidationError as error:
+        problems += error.errors()
     else:
         arguments = {name: getattr(validated, name) for name in model.model_fields}
     for upload in uploads:
@@ -127,9 +132,13 @@ def _list_value(given: list[str], item_type: Any) -> Any:
 
 
 def _value(text: str, annotation: Any) -> Any:
-    """``text`` as is for a text field, else its JSON value when it is JSON (pydantic converts the rest)."""
+    """``text`` as is for a text field, else its JSON value when it is JSON (pydantic converts the rest).
+
+    A boolean may be spelled ``True`` too, as Python clients (``requests``) send one."""
     if _is_text(annotation):
         return text
+    if bool in _members(annotation):
+        text = text.lower()
     try:
         return json.loads(text)
     except ValueError:

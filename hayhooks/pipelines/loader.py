@@ -39,6 +39,7 @@ from hayhooks.pipelines.models import (
 from hayhooks.pipelines.names import WRAPPER_FILE, is_ignored
 from hayhooks.pipelines.source import Entry
 from hayhooks.pipelines.wrapper import ENTRY_POINTS, BasePipelineWrapper
+from hayhooks.pipelines.yaml_inputs import InputSpec, annotate, parse_input_schema
 
 Headers = Mapping[str, str]
 # Calls one of a pipeline's entry points with its arguments by name (and the request's headers, for
@@ -402,6 +403,7 @@ class YamlDefinition:
     inputs: dict[str, list[str]]  # request field -> every "component.socket" it feeds
     outputs: dict[str, str]  # result field -> the "component.socket" it reads
     description: str
+    input_schema: dict[str, InputSpec] = field(default_factory=dict)  # the request fields' bounds
     skip_mcp: bool = False
 
 
@@ -423,12 +425,17 @@ def parse_yaml_definition(name: str, source_code: str) -> YamlDefinition:
         raise PipelineLoadError(f"'inputs' and 'outputs' of '{name}' must map names to 'component.socket'")
     if not inputs and not outputs:
         raise PipelineLoadError(f"YAML of '{name}' must declare at least one of 'inputs' or 'outputs'")
+    try:
+        input_schema = parse_input_schema(document.pop("input_schema", None), inputs)
+    except ValueError as error:
+        raise PipelineLoadError(f"YAML of '{name}': {error}") from None
     return YamlDefinition(
         pipeline=document,
         inputs={str(key): _socket_paths(name, key, value) for key, value in inputs.items()},
         outputs={str(key): _socket_paths(name, key, value)[0] for key, value in outputs.items()},
         description=description,
         skip_mcp=skip_mcp,
+        input_schema=input_schema,
     )
 
 
@@ -468,7 +475,11 @@ def build_yaml_pipeline(name: str, revision: str, source_code: str, yaml_result:
             socket = sockets(path, "input_sockets").get(_split(path)[1])
             if socket is None:
                 raise PipelineLoadError(f"Input '{key}' of '{name}': {path} is not an input socket")
-        request_fields[key] = (sockets(paths[0], "input_sockets")[_split(paths[0])[1]].type, ...)
+        socket_type = sockets(paths[0], "input_sockets")[_split(paths[0])[1]].type
+        try:
+            request_fields[key] = (annotate(key, socket_type, definition.input_schema.get(key)), ...)
+        except ValueError as error:
+            raise PipelineLoadError(f"YAML of '{name}': {error}") from None
 
     result_fields: dict[str, tuple[Any, Any]] = {}
     for key, path in definition.outputs.items():

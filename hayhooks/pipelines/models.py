@@ -2,6 +2,7 @@
 
 import collections.abc
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docstring_parser
-from pydantic import BaseModel, Field, TypeAdapter, create_model
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from starlette.datastructures import Headers, UploadFile
 from starlette.responses import Response
 
@@ -67,6 +68,30 @@ def request_model_from_callable(func: Callable, model_name: str) -> type[BaseMod
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (schema_safe(param.annotation), Field(default, description=docs.get(name) or None))
     return create_model(model_name, **fields)
+
+
+def validate_inputs(model: type[BaseModel], data: bytes | dict[str, Any], *, strict: bool) -> BaseModel:
+    """A pipeline's inputs (JSON text, or values parsed from JSON) as its request ``model``.
+
+    Strict is what the JSON Schema of ``model`` accepts: Pydantic's strict JSON mode (no ``"10"`` or
+    ``false`` for an integer; what JSON can only spell as text still converts: ISO dates, UUIDs, enum
+    values), except that a whole number written ``10.0`` is an integer, as in JSON Schema. Lax is
+    Pydantic's Python mode: the published Hayhooks' coercion.
+    """
+    if not strict:
+        return model.model_validate(data)
+    text = data if isinstance(data, bytes) else json.dumps(data)
+    try:
+        return model.model_validate_json(text, strict=True)
+    except ValidationError as error:
+        if not all(_whole_number_for_integer(problem) for problem in error.errors()):
+            raise
+        return model.model_validate_json(text)  # nothing else was wrong: lax turns 10.0 into 10
+
+
+def _whole_number_for_integer(problem: Any) -> bool:
+    value = problem.get("input")
+    return problem["type"] == "int_type" and isinstance(value, float) and value.is_integer()
 
 
 def uploads_of_callable(func: Callable) -> tuple[Upload, ...]:

@@ -139,6 +139,7 @@ def test_an_unwritable_store_answers_503_naming_the_setting(make_client, tmp_pat
     [
         ({}, {"file": ("a.txt", b"hi")}, "purpose"),
         ({"purpose": ""}, {"file": ("a.txt", b"hi")}, "purpose"),
+        ({"purpose": "anything"}, {"file": ("a.txt", b"hi")}, "purpose"),
         ({"purpose": "assistants", "file": "not a file"}, None, "file"),
         ({"purpose": "assistants"}, None, "file"),
     ],

@@ -10,12 +10,17 @@ deterministic checksum of (rounds, seed), so answers can be verified.
     -> {"result":{"rounds":60000,"seed":0,"checksum":1963516841}}
 """
 
+from typing import Annotated
+
 from haystack import Pipeline, component
+from pydantic import Field
 
 from hayhooks import BasePipelineWrapper
 
 # ~9 ms of pure-Python work per call on the reference machine (see README.md).
 DEFAULT_ROUNDS = 60000
+# The most one request may ask for, ~0.15 s: without a bound, one request could hold a worker for hours.
+MAX_ROUNDS = 1_000_000
 
 
 @component
@@ -37,13 +42,17 @@ class PipelineWrapper(BasePipelineWrapper):
         self.pipeline = Pipeline()
         self.pipeline.add_component("spin", SpinChecksum())
 
-    def run_api(self, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
+    def run_api(
+        self,
+        rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)] = DEFAULT_ROUNDS,
+        seed: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 0,
+    ) -> dict:
         """
         Burn CPU in pure Python and return a deterministic checksum.
 
         Args:
-            rounds: Number of loop iterations; the default takes about 9 ms.
-            seed: Seed of the generator; different seeds give different checksums.
+            rounds: Number of loop iterations (1 to 1,000,000); the default takes about 9 ms.
+            seed: Seed of the 32-bit generator (0 to 4294967295); different seeds give different checksums.
 
         Returns:
             A dict with the rounds and seed used and the resulting checksum.

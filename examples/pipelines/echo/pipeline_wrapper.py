@@ -10,7 +10,10 @@ OpenAI-compatible chat: the model ``echo`` answers the last user message.
         -d '{"model": "echo", "messages": [{"role": "user", "content": "ping"}]}'
 """
 
+from typing import Annotated
+
 from haystack import Pipeline, component
+from pydantic import Field
 
 from hayhooks import BasePipelineWrapper, get_last_user_message
 
@@ -27,12 +30,12 @@ class PipelineWrapper(BasePipelineWrapper):
         self.pipeline = Pipeline()
         self.pipeline.add_component("echo", Echo())
 
-    def run_api(self, text: str) -> str:
+    def run_api(self, text: Annotated[str, Field(max_length=100_000)]) -> str:
         """
         Return the input text unchanged.
 
         Args:
-            text: Text to echo back.
+            text: Text to echo back (at most 100,000 characters).
 
         Returns:
             The same text.

@@ -10,8 +10,11 @@ Demonstrates:
     -> {"result":"Hello, Ada!"}
 """
 
+from typing import Annotated
+
 from haystack import Pipeline
 from haystack.components.builders import PromptBuilder
+from pydantic import Field
 
 from hayhooks import BasePipelineWrapper
 
@@ -25,7 +28,11 @@ class PipelineWrapper(BasePipelineWrapper):
             "builder", PromptBuilder(template=GREETING_TEMPLATE, required_variables=["greeting", "name"])
         )
 
-    def run_api(self, name: str, greeting: str = "Hello") -> str:
+    def run_api(
+        self,
+        name: Annotated[str, Field(min_length=1, max_length=100)],
+        greeting: Annotated[str, Field(min_length=1, max_length=40)] = "Hello",
+    ) -> str:
         """
         Greet someone by name.
 

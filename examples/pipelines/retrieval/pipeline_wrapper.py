@@ -11,10 +11,12 @@ Demonstrates:
 """
 
 from pathlib import Path
+from typing import Annotated
 
 from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
+from pydantic import Field
 
 from hayhooks import BasePipelineWrapper
 
@@ -34,13 +36,17 @@ class PipelineWrapper(BasePipelineWrapper):
         self.pipeline = Pipeline()
         self.pipeline.add_component("retriever", InMemoryBM25Retriever(document_store=document_store))
 
-    def run_api(self, query: str, top_k: int = 3) -> list[dict]:
+    def run_api(
+        self,
+        query: Annotated[str, Field(min_length=1, max_length=1000)],
+        top_k: Annotated[int, Field(ge=1, le=20)] = 3,
+    ) -> list[dict]:
         """
         Search the bundled documents with BM25 keyword ranking.
 
         Args:
-            query: Words to search for.
-            top_k: Maximum number of documents to return.
+            query: Words to search for (the retriever refuses an empty query: 422 before it runs).
+            top_k: Maximum number of documents to return (1 to 20).
 
         Returns:
             The best matching documents, best first, each with its content, BM25 score and source file name.

@@ -18,7 +18,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hayhooks.cluster.files import FileStore, StoredFile
-from hayhooks.http.forms import close_form, form_arguments, form_body, read_form
+from hayhooks.http import contract
+from hayhooks.http.forms import FORM_MEDIA_TYPES, close_form, form_arguments, form_body, read_form
 from hayhooks.http.routes.openai import OpenAIErrorsRoute, openai_error
 from hayhooks.http.routes.run import UPLOAD_ERRORS, RunOptions, failure_detail
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
@@ -57,10 +58,14 @@ class FileDeleted(BaseModel):
     deleted: bool
 
 
+# OpenAI's purposes, as its API and SDKs take them; a pipeline's run_file_upload may store its own.
+Purpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+
+
 class _UploadFields(BaseModel):
     """The text fields of ``POST /v1/files`` beside the file."""
 
-    purpose: str = Field(min_length=1, description="What the file is for (OpenAI: assistants, user_data, ...)")
+    purpose: Purpose = Field(description="What the file is for: one of OpenAI's purposes")
     pipeline: str | None = Field(None, description="The pipeline whose run_file_upload takes the file")
 
 
@@ -144,6 +149,7 @@ def router(registry: ServingTable, store: FileStore, options: RunOptions) -> API
             responses=_CREATE_ERRORS,
             openapi_extra=_UPLOAD_BODY,
             max_body_size=options.max_upload_bytes,
+            dependencies=[Depends(contract.takes(*FORM_MEDIA_TYPES))],
         )
         async def create_file(
             request: Request,
@@ -151,7 +157,7 @@ def router(registry: ServingTable, store: FileStore, options: RunOptions) -> API
         ) -> JSONResponse:
             try:
                 form = await read_form(request, options.max_upload_bytes)
-                fields = form_arguments(form, _UploadFields, (_FILE,))
+                fields = form_arguments(form, _UploadFields, (_FILE,), strict=options.strict_inputs)
                 loaded = taker(fields["pipeline"] or pipeline)
                 upload = fields["file"]
                 await upload.seek(0)

@@ -42,6 +42,7 @@ from hayhooks.http.security import TokenCheck
 from hayhooks.http.streaming import is_stream, join_text
 from hayhooks.pipelines.deployer import Deployer, DeployRejected
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
+from hayhooks.pipelines.models import validate_inputs
 from hayhooks.pipelines.registry import ServingTable
 
 logger = logging.getLogger("hayhooks.mcp")
@@ -203,7 +204,7 @@ class McpService:
             return "refused", f"Unknown tool '{name}': no pipeline of that name is served as a tool"
         assert loaded.request_model is not None and loaded.run is not None
         try:
-            body = loaded.request_model.model_validate(arguments)
+            body = validate_inputs(loaded.request_model, arguments, strict=self.run_options.strict_inputs)
         except ValidationError as error:
             return "invalid", f"Invalid arguments for '{name}': {describe_problems(error.errors())}"
         fields = {upload.name: upload.default for upload in loaded.uploads}

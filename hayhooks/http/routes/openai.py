@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from hayhooks.http import contract
 from hayhooks.http.routes.run import REVISION_HEADER, SERVER_BUG, WORKER_HEADER, RunOptions, failure_detail
 from hayhooks.http.streaming import PipelineStream, is_stream, item_text, join_text, streaming_chunk_type
 from hayhooks.pipelines.loader import Call, LoadedPipeline, PipelineRunError
@@ -39,6 +40,13 @@ _DOCUMENTED = {
     422: {"description": "The body is not a valid request"},
     500: {"description": "The pipeline raised an error"},
     501: {"description": "The pipeline does not implement this endpoint"},
+    504: {"description": "The run took longer than HAYHOOKS_RUN_TIMEOUT"},
+}
+_STREAMED = {
+    200: {
+        "description": "The answer; with `stream: true`, a stream of its chunks",
+        "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+    }
 }
 
 
@@ -158,6 +166,8 @@ def router(registry: ServingTable, options: RunOptions) -> APIRouter:
         @routes.post(
             f"{prefix}/chat/completions",
             operation_id=f"openai_chat_completions{suffix}",
+            dependencies=[Depends(contract.takes(contract.JSON))],
+            responses=_STREAMED,
             summary="Chat with a pipeline that implements run_chat_completion",
             response_class=JSONResponse,
         )
@@ -169,6 +179,8 @@ def router(registry: ServingTable, options: RunOptions) -> APIRouter:
         @routes.post(
             f"{prefix}/responses",
             operation_id=f"openai_responses{suffix}",
+            dependencies=[Depends(contract.takes(contract.JSON))],
+            responses=_STREAMED,
             summary="OpenAI Responses API over a pipeline that implements run_response",
             response_class=JSONResponse,
         )

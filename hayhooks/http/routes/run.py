@@ -26,7 +26,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hayhooks.cluster.metrics import RunMetrics, ServerMetrics
 from hayhooks.errors import redact_paths
-from hayhooks.http.forms import close_form, form_arguments, form_body, is_form, read_form
+from hayhooks.http import contract
+from hayhooks.http.forms import FORM_MEDIA_TYPES, close_form, form_arguments, form_body, is_form, read_form
 from hayhooks.http.security import Guard
 from hayhooks.http.streaming import PipelineStream, PlainText, ServerSentEvents, is_stream
 from hayhooks.pipelines.loader import LoadedPipeline, PipelineRunError
@@ -64,6 +65,7 @@ class RunOptions:
     max_concurrent: int | None = None  # runs at once in this worker before 503
     guard: Guard | None = None  # the API token check, when one is set
     max_upload_bytes: int | None = None  # largest form body (with files) a run accepts, 413 above
+    strict_inputs: bool = True  # values validated as the schema types them (no "10" or false for an int)
     slots: RunSlots = field(init=False)  # shared by /NAME/run and MCP tool calls
 
     def __post_init__(self) -> None:
@@ -132,10 +134,16 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
     files_required = [upload.name for upload in loaded.uploads if upload.required]
     answer = _answering(loaded, options)
 
+    strict = options.strict_inputs
+    media_types = (contract.JSON, *FORM_MEDIA_TYPES) if files else (contract.JSON,)
+
     async def run_pipeline(request: Request, response: Response, body: request_model = Body(default)) -> Any:  # type: ignore[valid-type]
         if files_required:
             raise RequestValidationError([_missing_file(name) for name in files_required])
-        body = body if body is not None else request_model()
+        if body is None:
+            body = request_model()
+        elif strict:  # FastAPI validated leniently, as the published Hayhooks does: now as the schema says
+            body = contract.validated_body(request_model, await request.body(), strict=True)
         return await answer({**files, **{name: getattr(body, name) for name in fields}}, request, response)
 
     return APIRoute(
@@ -148,7 +156,7 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         description=loaded.description or None,
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
-        dependencies=[Depends(options.guard)] if options.guard else None,
+        dependencies=[*([Depends(options.guard)] if options.guard else []), Depends(contract.takes(*media_types))],
         responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(UPLOAD_ERRORS if files else {})},
         openapi_extra=form_body(loaded.request_model, loaded.uploads) if files else None,
     )
@@ -164,7 +172,8 @@ def upload_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
 
     async def run_with_files(request: Request, response: Response) -> Any:
         form = await read_form(request, options.max_upload_bytes)
-        return await answer(form_arguments(form, loaded.request_model, loaded.uploads), request, response)
+        arguments = form_arguments(form, loaded.request_model, loaded.uploads, strict=options.strict_inputs)
+        return await answer(arguments, request, response)
 
     return APIRoute(
         f"/{loaded.name}/run",
@@ -308,11 +317,13 @@ def install(app: FastAPI, registry: ServingTable, metrics: ServerMetrics, option
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=[*fixed, *routes.routes()],
+            app.openapi_schema = contract.document_body_errors(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=[*fixed, *routes.routes()],
+                )
             )
         return app.openapi_schema
 
