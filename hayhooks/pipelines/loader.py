@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from hayhooks.errors import USER_ERRORS, describe
 from hayhooks.pipelines.bounded_yaml import YamlRefused, load_bounded
 from hayhooks.pipelines.models import (
+    Streams,
     Upload,
     model_from_fields,
     request_model_from_callable,
@@ -128,7 +129,7 @@ class LoadedPipeline:
     run: Call | None  # None for a wrapper that only chats: it has no ``/NAME/run``
     description: str = ""
     result_description: str | None = None
-    streams: bool = False  # ``run`` is declared to return a generator, an SSEStream or a Response
+    streams: Streams = "never"  # ``run`` is declared to return a generator, an SSEStream or a Response
     uploads: tuple[Upload, ...] = ()  # parameters of ``run`` that take uploaded files (multipart requests)
     chat_completion: Call | None = None  # run_chat_completion(model, messages, body)
     response: Call | None = None  # run_response(model, input_items, body)
@@ -196,7 +197,7 @@ def load_wrapper(entry: Entry) -> LoadedPipeline:
             run = bound.get("run")
             request_model = request_model_from_callable(run, f"{entry.name}RunRequest") if run else None
             uploads = uploads_of_callable(run) if run else ()
-            result_type, result_description, streams = result_type_of_callable(run) if run else (None, None, False)
+            result_type, result_description, streams = result_type_of_callable(run) if run else (None, None, "never")
             description = docstring_parser.parse(inspect.getdoc(run) or "").short_description or "" if run else ""
         except USER_ERRORS as error:
             raise PipelineLoadError(

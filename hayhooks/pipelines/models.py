@@ -7,7 +7,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import docstring_parser
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
@@ -24,6 +24,7 @@ _STREAM_ORIGINS = (
     collections.abc.Iterator,
     collections.abc.AsyncIterator,
 )
+Streams = Literal["never", "sometimes", "always"]  # whether a run method is declared to return a stream
 
 
 def schema_safe(annotation: Any) -> Any:
@@ -126,9 +127,10 @@ def _parameter_docs(func: Callable) -> dict[str, str | None]:
     return {param.arg_name: param.description for param in docstring_parser.parse(inspect.getdoc(func) or "").params}
 
 
-def result_type_of_callable(func: Callable) -> tuple[Any, str | None, bool]:
+def result_type_of_callable(func: Callable) -> tuple[Any, str | None, Streams]:
     """What ``func`` returns when it does not stream, the docstring's ``Returns:`` description of
-    it, and whether it is declared to stream (a generator, an :class:`SSEStream` or a Response).
+    it, and whether it is declared to stream (a generator, an :class:`SSEStream` or a Response):
+    never, as one member of a union, or always (then it has no JSON answer to document).
 
     An annotation that cannot be evaluated (a name imported only for type checkers) counts as ``Any``.
     """
@@ -140,7 +142,8 @@ def result_type_of_callable(func: Callable) -> tuple[Any, str | None, bool]:
     members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
     plain = [member for member in members if not _streams(member)]
     result: Any = plain[0] if len(plain) == 1 else typing.Union[tuple(plain)] if plain else Any  # noqa: UP007
-    return schema_safe(result), returns.description if returns else None, len(plain) < len(members)
+    streams: Streams = "never" if len(plain) == len(members) else "sometimes" if plain else "always"
+    return schema_safe(result), returns.description if returns else None, streams
 
 
 def takes_headers(func: Callable) -> bool:

@@ -45,6 +45,22 @@ class PipelineWrapper(BasePipelineWrapper):
         return PlainTextResponse(f"file for {name}", headers={"content-disposition": "attachment; filename=a.txt"})
 """
 
+ONLY_STREAMS = """
+from collections.abc import Generator
+
+from hayhooks import BasePipelineWrapper
+
+
+class PipelineWrapper(BasePipelineWrapper):
+    def setup(self) -> None:
+        pass
+
+    def run_api(self, count: int = 2) -> Generator:
+        if count == 0:  # the annotation says otherwise: a value all the same
+            return "nothing"
+        return (f"line {index}\\n" for index in range(count))
+"""
+
 
 @pytest.fixture
 def streams(make_client, pipelines_dir):
@@ -92,6 +108,16 @@ def test_a_streaming_return_annotation_builds_the_schema_and_documents_the_strea
     content = operation["responses"]["200"]["content"]
     assert {"application/json", "text/plain", "text/event-stream"} <= set(content)
     assert content["application/json"]["schema"]["$ref"].endswith("streamsRunResponse")
+
+
+def test_a_run_declared_to_only_stream_documents_no_json_answer(make_client, pipelines_dir):
+    """A generated client reads a 200 by its first documented media type: JSON would fail on the text."""
+    samples.write_wrapper(pipelines_dir, "lines", ONLY_STREAMS)
+    client = make_client()
+    content = client.get("/openapi.json").json()["paths"]["/lines/run"]["post"]["responses"]["200"]["content"]
+    assert list(content) == ["text/plain", "text/event-stream"]
+    assert client.post("/lines/run", json={"count": 2}).text == "line 0\nline 1\n"
+    assert client.post("/lines/run", json={"count": 0}).json() == {"result": "nothing"}
 
 
 def test_headers_reach_a_run_method_that_declares_them_and_are_no_input(make_client, pipelines_dir):

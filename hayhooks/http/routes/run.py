@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, create_model
 from starlette._utils import get_route_path
@@ -119,6 +120,8 @@ def _answering(loaded: LoadedPipeline, options: RunOptions) -> Callable[[dict[st
             for name, value in headers.items():
                 result.headers.setdefault(name, value)
             return result
+        if loaded.streams == "always":  # declared to only stream, yet returned a value: JSON all the same
+            return JSONResponse(jsonable_encoder({"result": result}), headers=headers)
         return {"result": result}
 
     return answer
@@ -133,6 +136,8 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
     files = {upload.name: upload.default for upload in loaded.uploads}
     files_required = [upload.name for upload in loaded.uploads if upload.required]
     answer = _answering(loaded, options)
+    answers_json = loaded.streams != "always"  # else the 200 documents only the stream, as the client reads it
+    streamed = {} if loaded.streams == "never" else _STREAMED
 
     strict = options.strict_inputs
     media_types = (contract.JSON, *FORM_MEDIA_TYPES) if files else (contract.JSON,)
@@ -151,13 +156,14 @@ def run_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
         run_pipeline,
         methods=["POST"],
         name=f"{loaded.name}_run",
-        response_model=envelope_model(loaded),
+        response_model=envelope_model(loaded) if answers_json else None,
+        response_class=JSONResponse if answers_json else PlainTextResponse,
         summary=f"Run pipeline '{loaded.name}'",
         description=loaded.description or None,
         tags=["pipelines"],
         operation_id=f"{loaded.name}_run",
         dependencies=[*([Depends(options.guard)] if options.guard else []), Depends(contract.takes(*media_types))],
-        responses={**_RUN_ERRORS, **(_STREAMED if loaded.streams else {}), **(UPLOAD_ERRORS if files else {})},
+        responses={**_RUN_ERRORS, **streamed, **(UPLOAD_ERRORS if files else {})},
         openapi_extra=form_body(loaded.request_model, loaded.uploads) if files else None,
     )
 
