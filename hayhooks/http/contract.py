@@ -3,10 +3,11 @@
 Any operation that reads a body can answer 400 (a body that does not parse), 413 (a body over the
 limits) and 415 (a media type it does not take): FastAPI and the body limits answer those before the
 operation's code runs, so the operation cannot document them itself. A 405 names every method of
-the path, not only those of the first route that matched it.
+the path, not only those of the first route that matched it. Pipeline inputs are validated as
+strictly as the schema types them unless HAYHOOKS_STRICT_INPUTS is off.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -21,6 +22,18 @@ from hayhooks.pipelines.models import validate_inputs
 
 JSON = "application/json"
 
+# One event of a text/event-stream answer, as OpenAPI 3.1 describes a stream: each event, not the whole.
+SSE_EVENT: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "data": {"type": "string"},
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+}
 BODY_ERRORS: dict[str, dict[str, Any]] = {
     "400": {"description": "The body does not parse (not UTF-8 JSON, or a malformed form)"},
     "413": {"description": "The body is larger than HAYHOOKS_MAX_BODY_BYTES (uploads: HAYHOOKS_MAX_UPLOAD_BYTES)"},
@@ -36,14 +49,14 @@ def is_json(kind: str) -> bool:
     return kind == JSON or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-def takes(*kinds: str) -> Callable[[Request], None]:
+def takes(*kinds: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency answering 415 unless the body is one of ``kinds`` (JSON: ``application/*+json`` too).
 
     A request without a body passes: what it lacks is the operation's to say (422 for a required one).
     """
     accepted = ", ".join(kinds)
 
-    def require_media_type(request: Request) -> None:
+    async def require_media_type(request: Request) -> None:  # async: FastAPI would run a def in a thread
         kind = media_type(request)
         headers = request.headers
         if not kind and headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
@@ -76,12 +89,15 @@ def document_body_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def allowed_methods(app: FastAPI, request: Request) -> Iterable[str]:
-    """Every method some route of ``app`` takes on the request's path."""
-    for route in app.router.routes:
-        methods = getattr(route, "methods", None)
-        if methods and route.matches(request.scope)[0] is not Match.NONE:
-            yield from methods
+    """Every method some route of ``app`` (included routers too) takes on the request's path."""
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            yield method
 
 
 def install(app: FastAPI) -> None:
@@ -90,7 +106,7 @@ def install(app: FastAPI) -> None:
     async def method_not_allowed(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
         if error.status_code == 405:
-            allow = ", ".join(sorted(set(allowed_methods(app, request))))
+            allow = ", ".join(allowed_methods(app, request))
             error = StarletteHTTPException(405, error.detail, headers={**(error.headers or {}), "Allow": allow})
         return await http_exception_handler(request, error)
 

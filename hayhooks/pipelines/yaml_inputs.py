@@ -90,7 +90,10 @@ def annotate(name: str, socket_type: Any, spec: InputSpec | None) -> Any:
 
 
 def _json_type(annotation: Any) -> str | None:
+    """The JSON type of ``annotation`` (``X | None`` counts as X's, as Pydantic bounds X); None: any or mixed."""
     try:
-        return TypeAdapter(annotation).json_schema().get("type")
+        schema = TypeAdapter(annotation).json_schema()
     except Exception:
         return None
+    kinds = {member.get("type") for member in schema.get("anyOf", [schema])} - {"null"}
+    return kinds.pop() if len(kinds) == 1 else None

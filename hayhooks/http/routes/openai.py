@@ -45,7 +45,7 @@ _DOCUMENTED = {
 _STREAMED = {
     200: {
         "description": "The answer; with `stream: true`, a stream of its chunks",
-        "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"application/json": {}, "text/event-stream": contract.SSE_EVENT},
     }
 }
 

@@ -195,7 +195,7 @@ def upload_route(loaded: LoadedPipeline, options: RunOptions) -> APIRoute:
 _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The result, or a stream of it (text/plain; text/event-stream for an SSEStream)",
-        "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": contract.SSE_EVENT},
     }
 }
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
