@@ -8,7 +8,6 @@ an answer it parses with the wrong media type) fails here, not in the user's cod
 import importlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,9 +19,8 @@ import httpx
 import pytest
 
 from hayhooks.pipelines.source import PipelineSource
-from tests.helpers.support import BIN, REPO, Server, start_gunicorn
+from tests.helpers.support import BIN, EXAMPLES, Server, serving_examples
 
-EXAMPLES = REPO / "examples" / "pipelines"
 PACKAGE = "hayhooks_examples_client"  # the generated package's name: the folder it is written to
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -46,13 +44,7 @@ class Generated:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("generated_client")
-    pipelines = shutil.copytree(EXAMPLES, folder / "pipelines")
-    started = start_gunicorn(pipelines, folder, workers=2, HAYHOOKS_DEPLOY_API="false")
-    try:
-        yield started.wait_ready()
-    finally:
-        started.stop()
+    yield from serving_examples(tmp_path_factory.mktemp("generated_client"))
 
 
 @pytest.fixture(scope="module")

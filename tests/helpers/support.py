@@ -4,9 +4,10 @@ Processes are ``hayhooks.bench.server``'s (the harness ``hayhooks bench`` and ``
 what is here adds the tests' defaults and the checks that need httpx.
 """
 
+import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hayhooks.bench.server import ServerProcess, call, free_port, hayhooks_env, 
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+EXAMPLES = REPO / "examples" / "pipelines"
 
 
 def server_env(pipelines_dir: Path, port: int, **extra: str) -> dict[str, str]:
@@ -92,6 +94,17 @@ def start_gunicorn(
     else:
         environment["HAYHOOKS_WORKERS"] = str(workers)
     return Server(command, environment, port, tmp_path / f"gunicorn-{port}.log", workers)
+
+
+def serving_examples(folder: Path) -> Iterator[Server]:
+    """gunicorn with 2 workers over a copy of the bundled examples in ``folder``, the deploy API off so
+    that nothing a test sends can change them; for a module fixture: ``yield from serving_examples(...)``."""
+    pipelines = shutil.copytree(EXAMPLES, folder / "pipelines")
+    started = start_gunicorn(pipelines, folder, workers=2, HAYHOOKS_DEPLOY_API="false")
+    try:
+        yield started.wait_ready()
+    finally:
+        started.stop()
 
 
 def start_hayhooks(pipelines_dir: Path, tmp_path: Path, *args: str, **env: str) -> Server:

@@ -21,9 +21,8 @@ from hayhooks.http.routes.run import PIPELINE_FAILED
 from hayhooks.settings import Settings
 from tests.helpers import pipelines as samples
 from tests.helpers.hostile_yaml import HOSTILE_YAML
-from tests.helpers.support import REPO
+from tests.helpers.support import EXAMPLES
 
-EXAMPLES = REPO / "examples" / "pipelines"
 BUDGET = settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 
@@ -115,25 +114,12 @@ def _with_valid_code(path: str, case, name: str | None):
     return case
 
 
-# cpu_heavy's `rounds` sizes its work: a generated 10**18 would spin past any timeout (a run's thread
-# cannot be stopped, only answered 504), so the fuzzer keeps it small.
-MAX_ROUNDS = 100_000
-
-
-def _bounded_work(case):
-    if isinstance(case.body, dict) and isinstance(case.body.get("rounds"), int):
-        case.body["rounds"] = min(abs(case.body["rounds"]), MAX_ROUNDS)
-    return case
-
-
 def fuzz(schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode, check) -> None:
     """Call ``method path`` with up to ``BUDGET.max_examples`` generated cases; ``check`` each answer."""
     cases = schema[path][method].as_strategy(generation_mode=mode)
     if path in VALID_CODE and mode is POSITIVE:
         names = st.sampled_from([None, "fuzzed", "fuzzed-2"])
         cases = st.tuples(cases, names).map(lambda pair: _with_valid_code(path, *pair))
-    if path == "/cpu_heavy/run":
-        cases = cases.map(_bounded_work)
 
     @BUDGET
     @given(case=cases)
