@@ -10,7 +10,7 @@ strictly as the schema types them unless HAYHOOKS_STRICT_INPUTS is off.
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -66,6 +66,9 @@ def takes(*kinds: str) -> Callable[[Request], Awaitable[None]]:
         raise HTTPException(415, f"Content-Type {kind or '(none)'} is not taken here: send {accepted}")
 
     return require_media_type
+
+
+JSON_BODY = [Depends(takes(JSON))]  # the dependencies of an operation that takes a JSON body
 
 
 def validated_body(model: type[BaseModel], data: bytes | dict[str, Any], *, strict: bool) -> BaseModel:

@@ -6,6 +6,7 @@ import pytest
 
 from hayhooks.pipelines.loader import PipelineLoadError, build_yaml_pipeline
 from tests.helpers import pipelines as samples
+from tests.helpers.mcp_requests import MCP_HEADERS
 
 TYPED = """
 import datetime
@@ -40,7 +41,6 @@ class PipelineWrapper(BasePipelineWrapper):
 """
 
 TOOL_CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "typed", "arguments": {}}}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from haystack.core.component.component import component
 from hayhooks.pipelines.loader import PipelineLoadError, load_entry
 from hayhooks.pipelines.source import PipelineSource
 from tests.helpers import pipelines as samples
-
-MCP_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+from tests.helpers.mcp_requests import MCP_HEADERS, TOOLS_LIST
 
 
 def markers_alive(markers: list[weakref.ref]) -> list[int]:
@@ -33,7 +31,7 @@ def test_redeployed_and_undeployed_revisions_are_released(make_client):
         assert deployed.status_code == 200, deployed.text
         assert client.post("/leaky/run", json={"text": "hi"}).json() == {"result": f"hi {version}"}
         assert client.get("/openapi.json").status_code == 200
-        assert client.post("/mcp", json=MCP_LIST, headers=MCP_HEADERS).status_code == 200
+        assert client.post("/mcp", json=TOOLS_LIST, headers=MCP_HEADERS).status_code == 200
         (module,) = [
             m
             for n, m in sys.modules.items()

@@ -4,9 +4,7 @@ from pathlib import Path
 
 from hayhooks.pipelines.loader import parse_yaml_definition
 from tests.helpers import pipelines as samples
-
-TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+from tests.helpers.mcp_requests import MCP_HEADERS, TOOLS_LIST
 
 
 def test_tools_list_over_stateless_json_needs_no_session(make_client, pipelines_dir: Path):

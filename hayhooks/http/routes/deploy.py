@@ -79,7 +79,6 @@ _ERRORS = {
     413: {"description": "A file or the files together are larger than HAYHOOKS_DEPLOY_MAX_*_BYTES"},
     422: {"description": "Invalid name, files or YAML, or the pipeline failed to load"},
 }
-_JSON_BODY = [Depends(contract.takes(contract.JSON))]
 _STATUS_OF = {"invalid": 422, "conflict": 409, "missing": 404, "too_large": 413}
 
 
@@ -127,7 +126,7 @@ def router(deployer: Deployer, cluster: ClusterView, metrics: ServerMetrics, *, 
             operation_id=operation_id,
             summary=summary,
             responses=_ERRORS,
-            dependencies=_JSON_BODY,
+            dependencies=contract.JSON_BODY,
         )
 
     @routes.post(
@@ -136,7 +135,7 @@ def router(deployer: Deployer, cluster: ClusterView, metrics: ServerMetrics, *, 
         operation_id="yaml_pipeline_deploy",
         summary="Deploy a YAML pipeline",
         responses=_ERRORS,
-        dependencies=_JSON_BODY,
+        dependencies=contract.JSON_BODY,
     )
     async def deploy_yaml(body: DeployYamlRequest) -> DeployResponse:
         with counted("deploy"):
@@ -155,7 +154,7 @@ def router(deployer: Deployer, cluster: ClusterView, metrics: ServerMetrics, *, 
         operation_id="legacy_yaml_deploy",
         summary="Deploy a YAML pipeline (the older form of /deploy-yaml)",
         responses=_ERRORS,
-        dependencies=_JSON_BODY,
+        dependencies=contract.JSON_BODY,
     )
     async def deploy_legacy(body: LegacyDeployRequest) -> DeployResponse:
         return await deploy_yaml(DeployYamlRequest(name=body.name, source_code=body.source_code))

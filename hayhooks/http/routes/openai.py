@@ -166,7 +166,7 @@ def router(registry: ServingTable, options: RunOptions) -> APIRouter:
         @routes.post(
             f"{prefix}/chat/completions",
             operation_id=f"openai_chat_completions{suffix}",
-            dependencies=[Depends(contract.takes(contract.JSON))],
+            dependencies=contract.JSON_BODY,
             responses=_STREAMED,
             summary="Chat with a pipeline that implements run_chat_completion",
             response_class=JSONResponse,
@@ -179,7 +179,7 @@ def router(registry: ServingTable, options: RunOptions) -> APIRouter:
         @routes.post(
             f"{prefix}/responses",
             operation_id=f"openai_responses{suffix}",
-            dependencies=[Depends(contract.takes(contract.JSON))],
+            dependencies=contract.JSON_BODY,
             responses=_STREAMED,
             summary="OpenAI Responses API over a pipeline that implements run_response",
             response_class=JSONResponse,
