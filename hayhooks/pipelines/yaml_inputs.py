@@ -18,9 +18,11 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
-_TEXT_BOUNDS = {"min_length": int, "max_length": int, "pattern": str}
-_NUMBER_BOUNDS = {"ge": float, "gt": float, "le": float, "lt": float}
-_KEYS = {"type", "description", *_TEXT_BOUNDS, *_NUMBER_BOUNDS}
+# bound -> the values it takes, and how an error names them
+_TEXT_BOUNDS = {"min_length": (int, "an integer"), "max_length": (int, "an integer"), "pattern": (str, "text")}
+_NUMBER_BOUNDS = {key: ((int, float), "a number") for key in ("ge", "gt", "le", "lt")}
+_BOUNDS = {**_TEXT_BOUNDS, **_NUMBER_BOUNDS}
+_KEYS = {"type", "description", *_BOUNDS}
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,11 @@ def parse_input_schema(section: Any, inputs: typing.Collection[str]) -> dict[str
             raise ValueError(f"'input_schema.{name}.type' must be one of {sorted(TYPES)}")
         if description is not None and not isinstance(description, str):
             raise ValueError(f"'input_schema.{name}.description' must be text")
-        bounds = {key: value for key, value in entry.items() if key in _TEXT_BOUNDS or key in _NUMBER_BOUNDS}
+        bounds = {key: value for key, value in entry.items() if key in _BOUNDS}
         for key, value in bounds.items():
-            expected = _TEXT_BOUNDS.get(key) or _NUMBER_BOUNDS[key]
-            accepted = (int, float) if expected is float else expected
+            accepted, wording = _BOUNDS[key]
             if isinstance(value, bool) or not isinstance(value, accepted):
-                kind = "number" if expected is float else expected.__name__
-                raise ValueError(f"'input_schema.{name}.{key}' must be a {kind}")
+                raise ValueError(f"'input_schema.{name}.{key}' must be {wording}")
         specs[str(name)] = InputSpec(kind, description, bounds)
     return specs
 

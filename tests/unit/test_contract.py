@@ -202,7 +202,7 @@ def test_a_yaml_input_out_of_its_bounds_answers_422_naming_it(make_client, pipel
         ("input_schema: {query: 1}", "must be a mapping"),
         ("input_schema: {query: {minimum: 1}}", "unknown keys ['minimum']"),
         ("input_schema: {query: {type: list}}", "type' must be one of"),
-        ("input_schema: {query: {min_length: one}}", "must be a int"),
+        ("input_schema: {query: {min_length: one}}", "must be an integer"),
         ("input_schema: {query: {ge: true}}", "must be a number"),
         ("input_schema: {query: {min_length: 1}}", "give it a type"),  # the builder's variable takes anything
         ("input_schema: {query: {type: integer, max_length: 3}}", "bounds string values"),
